@@ -1,0 +1,11 @@
+# myelin_set_warnings(target): the project's warning set; -Werror when MYELIN_WARNINGS_AS_ERRORS.
+function(myelin_set_warnings target)
+    target_compile_options(${target} PRIVATE
+        -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual
+        -Wno-missing-field-initializers
+        # g++ 12 reports false -Wrestrict positives on std::string concatenation (GCC bug 105329).
+        -Wno-restrict)
+    if(MYELIN_WARNINGS_AS_ERRORS)
+        target_compile_options(${target} PRIVATE -Werror)
+    endif()
+endfunction()

@@ -1,0 +1,104 @@
+#pragma once
+
+// The server configuration: a TOML file (see `myelin generate-config` for the commented
+// default). Loading validates every key; a bad config yields an error that names the key, the
+// bad value and what is expected, and the binary exits with status 2 without starting anything.
+// A Config is a plain value, read-only once loaded, safe to share between threads.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "myelin/core/error.hpp"
+
+namespace myelin {
+
+struct ListenConfig {
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 8008;
+    unsigned threads = 0;  // network threads; 0: one per core
+};
+
+struct DatabaseConfig {
+    std::string url = "sqlite:data/homeserver.db";  // as written
+    std::filesystem::path sqlite_path;  // resolved against the config's folder (sqlite: URLs)
+    bool is_postgres = false;
+    unsigned reader_threads = 2;
+};
+
+struct RegistrationConfig {
+    bool enabled = true;
+    bool allow_guests = false;
+};
+
+struct TokensConfig {
+    // Lifetime of access tokens handed to clients that opted into refresh tokens.
+    std::chrono::milliseconds access_token_lifetime{5 * 60'000};
+    // Lifetime of access tokens for clients that did not opt in; 0: they do not expire.
+    std::chrono::milliseconds nonrefreshable_access_token_lifetime{0};
+    // Rolling: a session whose refresh token goes unused this long ends; 0: never.
+    std::chrono::milliseconds session_idle_timeout{90LL * 86'400'000};
+    // Fixed: a session ends this long after sign-in, whatever happens; 0: never.
+    std::chrono::milliseconds session_absolute_lifetime{0};
+    // Presenting a rotated-out refresh token revokes the whole session (keeps the device).
+    bool refresh_reuse_revokes_session = true;
+};
+
+struct PasswordsConfig {
+    std::uint64_t argon2_memory_kib = 19456;
+    std::uint64_t argon2_iterations = 2;
+    unsigned hashing_threads = 0;     // 0: one per core
+    std::size_t hashing_queue = 256;  // jobs waiting beyond the running ones; more: 503
+    std::size_t max_length = 1024;    // bytes; longer: 400 M_INVALID_PARAM
+};
+
+struct LimitsConfig {
+    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_body_bytes = 64 * 1024;
+    std::chrono::milliseconds request_timeout{30'000};
+    std::chrono::milliseconds idle_timeout{75'000};
+    std::size_t max_connections = 10'000;
+    std::chrono::milliseconds shutdown_grace{10'000};
+};
+
+struct RateLimitsConfig {
+    bool enabled = true;
+};
+
+struct LoggingConfig {
+    std::string level = "info";
+    bool access_log = true;
+};
+
+struct Config {
+    std::string server_name = "localhost";
+    std::string public_baseurl;  // default: http://<listen.address>:<listen.port>/
+    ListenConfig listen;
+    DatabaseConfig database;
+    std::filesystem::path key_file;  // [secrets] key_file; default: beside the database
+    RegistrationConfig registration;
+    TokensConfig tokens;
+    PasswordsConfig passwords;
+    LimitsConfig limits;
+    RateLimitsConfig rate_limits;
+    LoggingConfig logging;
+    std::filesystem::path config_dir;  // the folder relative paths resolve against
+};
+
+// Parses and validates TOML text. `config_dir` anchors relative paths. Errors name the key
+// ("tokens.access_token_lifetime"), the bad value, and the expectation.
+Result<Config> parse_config(std::string_view toml_text, const std::filesystem::path& config_dir);
+
+// Reads and parses the file at `path`.
+Result<Config> load_config(const std::filesystem::path& path);
+
+// Combinations that are legal but likely to surprise an operator (one sentence each).
+std::vector<std::string> config_warnings(const Config& config);
+
+// The complete, commented default configuration.
+std::string default_config_text();
+
+}  // namespace myelin

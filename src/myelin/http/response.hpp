@@ -1,0 +1,31 @@
+#pragma once
+
+// The response a handler produces. The HTTP layer adds CORS, Content-Length, Date-free
+// headers and X-Request-Id; handlers only set status, body and any extra headers.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+#include "myelin/core/error.hpp"
+
+namespace myelin::http {
+
+struct Response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Allow, Retry-After)
+    // Set by the authenticator for the access log: who made the request (never a token).
+    std::string log_user;
+};
+
+// 200 (or `status`) with `json` serialised as the body.
+Response json_response(const boost::json::value& json, int status = 200);
+
+// The Matrix error body for `error`, with Retry-After when it asks for one.
+Response error_response(const Error& error);
+
+}  // namespace myelin::http

@@ -1,0 +1,120 @@
+#pragma once
+
+// The storage boundary: a Database hands out read and write transactions whose methods speak
+// the domain (users, devices, sessions, tokens), never SQL. Backends (SQLite now, PostgreSQL
+// later) implement ReadTxn, WriteTxn and Database. Transactions run on the backend's own threads,
+// never on network threads; coroutines await them through storage/await.hpp.
+//
+// Thread-safety: Database is safe to use from any thread. A ReadTxn/WriteTxn is used only by the
+// job it was handed to, on the backend's thread, and only for the duration of that job.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "myelin/core/error.hpp"
+#include "myelin/storage/records.hpp"
+
+namespace myelin::storage {
+
+// Queries. Every method returns a storage error (503) only when the backend itself fails.
+class ReadTxn {
+public:
+    virtual ~ReadTxn() = default;
+
+    // The user with this MXID, or nullopt.
+    virtual Result<std::optional<UserRecord>> find_user(std::string_view user_id) = 0;
+    // The device, or nullopt.
+    virtual Result<std::optional<DeviceRecord>> find_device(std::string_view user_id,
+                                                            std::string_view device_id) = 0;
+    // All devices of a user, ordered by device_id.
+    virtual Result<std::vector<DeviceRecord>> list_devices(std::string_view user_id) = 0;
+    // The session, or nullopt.
+    virtual Result<std::optional<SessionRecord>> find_session(std::int64_t session_id) = 0;
+    // Live (not revoked) sessions of one device, or of every device when device_id is nullopt.
+    virtual Result<std::vector<SessionRecord>> live_sessions(
+        std::string_view user_id, std::optional<std::string_view> device_id) = 0;
+    // The access token with this hash joined with its session (revoked sessions included).
+    virtual Result<std::optional<AccessTokenLookup>> find_access_token(const TokenHash& hash) = 0;
+    // The refresh token with this hash joined with its session (revoked sessions included).
+    virtual Result<std::optional<RefreshTokenLookup>> find_refresh_token(const TokenHash& hash) = 0;
+    // Calls `fn` for every access token of a live session whose generation is still usable
+    // (generation >= the session's used_generation), to warm the token cache at start-up.
+    virtual Result<void> for_each_live_access_token(
+        const std::function<void(const AccessTokenLookup&)>& fn) = 0;
+    // The user's security events, newest first, at most `limit`.
+    virtual Result<std::vector<SecurityEventRecord>> security_events(std::string_view user_id,
+                                                                     int limit) = 0;
+};
+
+// Mutations. Inside one write job they are atomic: all of a job's changes commit together or
+// none do (a job that returns an error is rolled back). Commits are durable before the job's
+// result is delivered.
+class WriteTxn : public ReadTxn {
+public:
+    // Inserts a user. Returns false (and changes nothing) if the user_id exists.
+    virtual Result<bool> insert_user(const UserRecord& user) = 0;
+    // Replaces the password hash of an existing user.
+    virtual Result<void> set_password_hash(std::string_view user_id, std::string_view hash) = 0;
+    // Inserts the device, or leaves an existing one (and its display name) as it is.
+    // Returns true if it was created.
+    virtual Result<bool> ensure_device(const DeviceRecord& device) = 0;
+    // Deletes a device row (its sessions are revoked separately). No-op if absent.
+    virtual Result<void> delete_device(std::string_view user_id, std::string_view device_id) = 0;
+    // Inserts a session and returns its new session_id (session.session_id is ignored).
+    virtual Result<std::int64_t> insert_session(const SessionRecord& session) = 0;
+    virtual Result<void> insert_access_token(const AccessTokenRecord& token) = 0;
+    virtual Result<void> insert_refresh_token(const RefreshTokenRecord& token) = 0;
+    // Compare-and-swap of a live session's generations: sets current/used generation only if
+    // the stored current_generation equals `expected_current` and the session is live.
+    // Returns false if nothing matched.
+    virtual Result<bool> update_session_generations(std::int64_t session_id,
+                                                    std::int64_t expected_current,
+                                                    std::int64_t new_current,
+                                                    std::int64_t new_used) = 0;
+    // Stores (or, with an empty blob, wipes) the sealed successor pair on a refresh token.
+    virtual Result<void> set_sealed_successor(const TokenHash& refresh_hash,
+                                              const std::vector<std::uint8_t>& sealed) = 0;
+    // Wipes every sealed successor of the session.
+    virtual Result<void> wipe_sealed_successors(std::int64_t session_id) = 0;
+    // Marks a live session revoked (no-op on an already revoked one) and wipes its sealed
+    // successors. Token rows stay, so that their presentation can be answered precisely.
+    virtual Result<void> revoke_session(std::int64_t session_id, std::int64_t ts,
+                                        RevokeReason reason) = 0;
+    // Deletes the session's token rows (after logout a token is simply unknown).
+    virtual Result<void> delete_session_tokens(std::int64_t session_id) = 0;
+    // Appends a security event.
+    virtual Result<void> insert_security_event(const SecurityEventRecord& event) = 0;
+};
+
+// A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is
+// null when the database cannot serve reads (closed, or the connection failed): the job must
+// then answer its caller with an error.
+using ReadJob = std::function<void(ReadTxn* txn)>;
+// A write job runs on the writer thread inside the shared commit; it returns an error to roll
+// back its own changes. `on_committed(ok_error)` runs on the writer thread after the commit
+// (or the failed commit) and must only hand the result off (e.g. post to an executor).
+struct WriteJob {
+    std::function<Result<void>(WriteTxn&)> run;
+    std::function<void(const Result<void>&)> on_committed;
+};
+
+class Database {
+public:
+    virtual ~Database() = default;
+    // Queues a read job. Thread-safe, never blocks on I/O. Every job is run exactly once, also
+    // after close() (then with a null txn).
+    virtual void post_read(ReadJob job) = 0;
+    // Queues a write job; jobs queued together share one durable commit (group commit). Every
+    // job's on_committed runs exactly once; after close() it runs with an error and no run().
+    virtual void post_write(WriteJob job) = 0;
+    // Stops accepting jobs, finishes queued ones, closes connections. Idempotent.
+    virtual void close() = 0;
+    // A short name for logs ("sqlite", "postgresql").
+    virtual std::string backend_name() const = 0;
+};
+
+}  // namespace myelin::storage

@@ -1,0 +1,107 @@
+#pragma once
+
+// The rows of the account and token store, as plain values shared by every storage backend and
+// the services above them. No SQL types here. Timestamps are milliseconds since the epoch;
+// 0 means "none" for optional deadlines.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace myelin::storage {
+
+// A keyed hash of a token (BLAKE2b-256 keyed with the server secret). Tokens themselves are
+// never stored.
+using TokenHash = std::array<std::uint8_t, 32>;
+
+struct UserRecord {
+    std::string user_id;        // full MXID, e.g. "@alice:example.org"
+    std::string password_hash;  // argon2id encoded string; empty: no password login
+    bool is_guest = false;
+    bool is_admin = false;
+    bool deactivated = false;
+    std::int64_t created_ts = 0;
+};
+
+struct DeviceRecord {
+    std::string user_id;
+    std::string device_id;
+    std::optional<std::string> display_name;
+    std::int64_t created_ts = 0;
+    std::int64_t last_seen_ts = 0;  // 0: never seen
+    std::string last_seen_ip;       // empty: never seen
+};
+
+// Why a session ended. kNone: live.
+enum class RevokeReason : int {
+    kNone = 0,
+    kLogout = 1,         // the client logged out, or the device was deleted
+    kReplaced = 2,       // a new login took over the same device_id
+    kRefreshReuse = 3,   // a rotated-out refresh token was presented again (theft suspected)
+    kAdmin = 4,          // an operator revoked it
+    kExpired = 5,        // it ran past its idle or absolute lifetime
+    kPasswordChange = 6,
+    kDeactivated = 7,
+};
+
+// One sign-in on one device: the lineage of token pairs that refreshes produce. Generation g
+// is the g-th pair (login = 0). `current_generation` is the newest pair minted;
+// `used_generation` is the newest pair a client has proven it holds (by using its access
+// token or presenting its refresh token). Invariant: used <= current <= used + 1.
+struct SessionRecord {
+    std::int64_t session_id = 0;
+    std::string user_id;
+    std::string device_id;
+    bool refreshable = false;     // the client opted into refresh tokens
+    bool is_guest = false;
+    std::int64_t created_ts = 0;
+    std::int64_t ends_ts = 0;     // absolute end of the session (fixed from sign-in); 0: none
+    std::int64_t current_generation = 0;
+    std::int64_t used_generation = 0;
+    std::int64_t revoked_ts = 0;  // 0: live
+    RevokeReason revoked_reason = RevokeReason::kNone;
+};
+
+struct AccessTokenRecord {
+    TokenHash token_hash{};
+    std::int64_t session_id = 0;
+    std::int64_t generation = 0;
+    std::int64_t issued_ts = 0;
+    std::int64_t expires_ts = 0;  // 0: does not expire
+};
+
+struct RefreshTokenRecord {
+    TokenHash token_hash{};
+    std::int64_t session_id = 0;
+    std::int64_t generation = 0;
+    std::int64_t issued_ts = 0;
+    std::int64_t expires_ts = 0;  // 0: does not expire (idle timeout off)
+    // The successor pair, sealed under a key only the raw refresh token derives (see
+    // auth/successor_seal.hpp). Present from the rotation until the successor is first used.
+    std::vector<std::uint8_t> sealed_successor;
+};
+
+// An access token joined with its session: all that authentication needs.
+struct AccessTokenLookup {
+    AccessTokenRecord token;
+    SessionRecord session;
+};
+
+// A refresh token joined with its session: all that a refresh needs.
+struct RefreshTokenLookup {
+    RefreshTokenRecord token;
+    SessionRecord session;
+};
+
+struct SecurityEventRecord {
+    std::int64_t id = 0;
+    std::string user_id;
+    std::string device_id;  // empty when not tied to a device
+    std::int64_t ts = 0;
+    std::string kind;       // e.g. "login", "refresh_reuse_detected", "session_revoked"
+    std::string detail;     // human-readable, never a secret
+};
+
+}  // namespace myelin::storage

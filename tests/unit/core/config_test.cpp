@@ -1,0 +1,117 @@
+#include "myelin/core/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include "myelin/core/duration.hpp"
+
+namespace myelin {
+namespace {
+
+TEST(Duration, ParsesEveryUnit) {
+    EXPECT_EQ(parse_duration("500ms")->count(), 500);
+    EXPECT_EQ(parse_duration("30s")->count(), 30'000);
+    EXPECT_EQ(parse_duration("5m")->count(), 300'000);
+    EXPECT_EQ(parse_duration("1h")->count(), 3'600'000);
+    EXPECT_EQ(parse_duration("7d")->count(), 7 * 86'400'000LL);
+    EXPECT_EQ(parse_duration("0")->count(), 0);
+}
+
+TEST(Duration, RejectsMalformed) {
+    for (auto bad : {"", "5", "m", "-5m", "5 m", "5parsecs", "1.5h", "5M", "99999999999999d"}) {
+        EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
+    }
+}
+
+TEST(Duration, FormatsShortestExactUnit) {
+    EXPECT_EQ(format_duration(std::chrono::milliseconds(300'000)), "5m");
+    EXPECT_EQ(format_duration(std::chrono::milliseconds(90'000)), "90s");
+    EXPECT_EQ(format_duration(std::chrono::milliseconds(1500)), "1500ms");
+    EXPECT_EQ(format_duration(std::chrono::milliseconds(0)), "0");
+}
+
+TEST(Config, DefaultConfigTextParsesToDefaults) {
+    auto c = parse_config(default_config_text(), "/srv/myelin");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->server_name, "localhost");
+    EXPECT_EQ(c->listen.port, 8008);
+    EXPECT_EQ(c->database.sqlite_path, std::filesystem::path("/srv/myelin/data/homeserver.db"));
+    EXPECT_EQ(c->key_file, std::filesystem::path("/srv/myelin/data/myelin.key"));
+    EXPECT_EQ(c->tokens.access_token_lifetime, std::chrono::minutes(5));
+    EXPECT_EQ(c->tokens.nonrefreshable_access_token_lifetime.count(), 0);
+    EXPECT_TRUE(c->rate_limits.enabled);
+    EXPECT_TRUE(c->registration.enabled);
+}
+
+TEST(Config, EmptyConfigUsesDefaults) {
+    auto c = parse_config("", "/x");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->public_baseurl, "http://127.0.0.1:8008/");
+}
+
+TEST(Config, BadValueNamesKeyValueAndExpectation) {
+    auto c = parse_config("[tokens]\naccess_token_lifetime = \"5 parsecs\"\n", "/x");
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().message.find("tokens.access_token_lifetime"), std::string::npos);
+    EXPECT_NE(c.error().message.find("5 parsecs"), std::string::npos);
+    EXPECT_NE(c.error().message.find("duration"), std::string::npos);
+
+    auto port = parse_config("[listen]\nport = \"abc\"\n", "/x");
+    ASSERT_FALSE(port);
+    EXPECT_NE(port.error().message.find("listen.port"), std::string::npos);
+    EXPECT_NE(port.error().message.find("abc"), std::string::npos);
+
+    auto range = parse_config("[listen]\nport = 70000\n", "/x");
+    ASSERT_FALSE(range);
+    EXPECT_NE(range.error().message.find("0 to 65535"), std::string::npos);
+}
+
+TEST(Config, UnknownKeyIsRejected) {
+    auto c = parse_config("[tokens]\nacess_token_lifetime = \"5m\"\n", "/x");
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().message.find("tokens.acess_token_lifetime"), std::string::npos);
+}
+
+TEST(Config, InvalidTomlIsReported) {
+    auto c = parse_config("server_name = \n", "/x");
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().message.find("TOML"), std::string::npos);
+}
+
+TEST(Config, DatabaseUrlForms) {
+    auto abs = parse_config("[database]\nurl = \"sqlite:/var/lib/m.db\"\n", "/x");
+    ASSERT_TRUE(abs);
+    EXPECT_EQ(abs->database.sqlite_path, std::filesystem::path("/var/lib/m.db"));
+    auto pg = parse_config("[database]\nurl = \"postgresql://u@h:5432/db\"\n", "/x");
+    ASSERT_TRUE(pg);
+    EXPECT_TRUE(pg->database.is_postgres);
+    auto bad = parse_config("[database]\nurl = \"mysql://x\"\n", "/x");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("database.url"), std::string::npos);
+}
+
+TEST(Config, LifetimeCombinationsThatCannotWorkAreRefused) {
+    auto idle = parse_config("[tokens]\naccess_token_lifetime = \"1h\"\nsession_idle_timeout = \"30m\"\n", "/x");
+    ASSERT_FALSE(idle);
+    EXPECT_NE(idle.error().message.find("tokens.session_idle_timeout"), std::string::npos);
+    auto abs = parse_config("[tokens]\naccess_token_lifetime = \"1h\"\nsession_absolute_lifetime = \"10m\"\n", "/x");
+    ASSERT_FALSE(abs);
+    EXPECT_NE(abs.error().message.find("tokens.session_absolute_lifetime"), std::string::npos);
+}
+
+TEST(Config, SurprisingCombinationsWarn) {
+    auto c = parse_config("[tokens]\nsession_absolute_lifetime = \"12h\"\n[listen]\naddress = \"0.0.0.0\"\n", "/x");
+    ASSERT_TRUE(c);
+    auto warnings = config_warnings(*c);
+    bool absolute = false, open_registration = false;
+    for (const auto& w : warnings) {
+        absolute = absolute || w.find("session_absolute_lifetime") != std::string::npos;
+        open_registration = open_registration || w.find("registration.enabled") != std::string::npos;
+    }
+    EXPECT_TRUE(absolute);
+    EXPECT_TRUE(open_registration);
+    auto quiet = parse_config(default_config_text(), "/x");
+    EXPECT_TRUE(config_warnings(*quiet).empty());
+}
+
+}  // namespace
+}  // namespace myelin

@@ -1,0 +1,46 @@
+#include "myelin/json/body.hpp"
+
+#include <gtest/gtest.h>
+
+namespace myelin::json {
+namespace {
+
+TEST(JsonBody, NotJsonIsMNotJson) {
+    auto r = parse_object("not json");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().errcode, "M_NOT_JSON");
+    EXPECT_EQ(r.error().status, 400);
+}
+
+TEST(JsonBody, NonObjectIsMBadJson) {
+    auto r = parse_object("[1,2]");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().errcode, "M_BAD_JSON");
+}
+
+TEST(JsonBody, EmptyBodyOnlyWhenAllowed) {
+    EXPECT_FALSE(parse_object(""));
+    EXPECT_TRUE(parse_object("", true));
+}
+
+TEST(JsonBody, InvalidUtf8AndDeepNestingAreRejected) {
+    EXPECT_FALSE(parse_object("{\"a\":\"\xff\"}"));
+    std::string deep(100, '[');
+    deep += std::string(100, ']');
+    EXPECT_FALSE(parse_object("{\"a\":" + deep + "}"));
+}
+
+TEST(JsonBody, TypedFields) {
+    auto obj = *parse_object(R"({"s":"x","b":true,"n":5,"o":{}})");
+    EXPECT_EQ(*required_string(obj, "s"), "x");
+    EXPECT_EQ(required_string(obj, "missing").error().errcode, "M_MISSING_PARAM");
+    EXPECT_EQ(required_string(obj, "n").error().errcode, "M_BAD_JSON");
+    EXPECT_FALSE(optional_string(obj, "missing")->has_value());
+    EXPECT_EQ(optional_bool(obj, "s").error().errcode, "M_BAD_JSON");
+    EXPECT_TRUE(**optional_bool(obj, "b"));
+    EXPECT_NE(*optional_object(obj, "o"), nullptr);
+    EXPECT_EQ(optional_object(obj, "n").error().errcode, "M_BAD_JSON");
+}
+
+}  // namespace
+}  // namespace myelin::json
