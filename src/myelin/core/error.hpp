@@ -17,6 +17,12 @@ namespace myelin {
 // top-level keys of the error body (soft_logout, retry_after_ms, UIA flows ...).
 // `retry_after_s` > 0 adds a Retry-After header. Never put a secret into `message`.
 struct Error {
+    // Not an aggregate on purpose: Result<bool> / Result<int> must not mistake a bool or an
+    // integer for an Error (C++20 allows parenthesised aggregate initialisation).
+    Error() = default;
+    Error(int http_status, std::string code, std::string text)
+        : status(http_status), errcode(std::move(code)), message(std::move(text)) {}
+
     int status = 500;
     std::string errcode = "M_UNKNOWN";
     std::string message;

@@ -4,7 +4,9 @@
 // runs on the backend's thread; the coroutine resumes on its own executor. The blocking forms
 // are for the CLI and tests, never for network threads.
 
+#include <exception>
 #include <future>
+#include <string>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -20,6 +22,16 @@
 namespace myelin::storage {
 
 namespace detail {
+
+// Runs fn, turning an escaping exception (a bug) into a 500 so that the waiter always resumes.
+template <typename T, typename Fn, typename Txn>
+Result<T> run_guarded(Fn& fn, Txn& txn) {
+    try {
+        return fn(txn);
+    } catch (const std::exception& e) {
+        return errors::internal(std::string("storage job failed: ") + e.what());
+    }
+}
 
 inline Error database_unavailable() {
     return errors::unavailable("The database is unavailable; try again shortly");
@@ -44,7 +56,8 @@ boost::asio::awaitable<Result<T>> read(Database& db, Fn fn) {
         [&db, fn = std::move(fn)](auto handler) mutable {
             auto shared = std::make_shared<decltype(handler)>(std::move(handler));
             db.post_read([fn = std::move(fn), shared](ReadTxn* txn) mutable {
-                Result<T> r = txn ? fn(*txn) : Result<T>(detail::database_unavailable());
+                Result<T> r = txn ? detail::run_guarded<T>(fn, *txn)
+                                : Result<T>(detail::database_unavailable());
                 detail::complete_on_executor(*shared, std::move(r));
             });
         },
@@ -84,7 +97,8 @@ Result<T> read_sync(Database& db, Fn fn) {
     std::promise<Result<T>> promise;
     auto future = promise.get_future();
     db.post_read([&](ReadTxn* txn) {
-        promise.set_value(txn ? fn(*txn) : Result<T>(detail::database_unavailable()));
+        promise.set_value(txn ? detail::run_guarded<T>(fn, *txn)
+                              : Result<T>(detail::database_unavailable()));
     });
     return future.get();
 }

@@ -1,0 +1,172 @@
+#include "myelin/storage/sqlite/migrations.hpp"
+
+#include <array>
+#include <cstddef>
+
+#include <fmt/format.h>
+
+#include "myelin/core/log.hpp"
+
+namespace myelin::storage::sqlite {
+
+namespace {
+
+// Tables are STRICT so that a column holds only what its type says. A migration, once released,
+// is never edited: changes go into a new, higher-numbered entry.
+constexpr std::array kMigrations{
+    Migration{1, "accounts, devices, sessions and tokens", R"sql(
+CREATE TABLE users (
+    user_id       TEXT PRIMARY KEY NOT NULL,
+    password_hash TEXT NOT NULL DEFAULT '',
+    is_guest      INTEGER NOT NULL DEFAULT 0,
+    is_admin      INTEGER NOT NULL DEFAULT 0,
+    deactivated   INTEGER NOT NULL DEFAULT 0,
+    created_ts    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE devices (
+    user_id      TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    display_name TEXT NULL,
+    created_ts   INTEGER NOT NULL,
+    last_seen_ts INTEGER NOT NULL DEFAULT 0,
+    last_seen_ip TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE sessions (
+    session_id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id            TEXT NOT NULL,
+    device_id          TEXT NOT NULL,
+    refreshable        INTEGER NOT NULL DEFAULT 0,
+    is_guest           INTEGER NOT NULL DEFAULT 0,
+    created_ts         INTEGER NOT NULL,
+    ends_ts            INTEGER NOT NULL DEFAULT 0,
+    current_generation INTEGER NOT NULL DEFAULT 0,
+    used_generation    INTEGER NOT NULL DEFAULT 0,
+    revoked_ts         INTEGER NOT NULL DEFAULT 0,
+    revoked_reason     INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX sessions_by_user_device ON sessions (user_id, device_id);
+
+CREATE TABLE access_tokens (
+    token_hash BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+    session_id INTEGER NOT NULL REFERENCES sessions (session_id),
+    generation INTEGER NOT NULL,
+    issued_ts  INTEGER NOT NULL,
+    expires_ts INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID, STRICT;
+CREATE INDEX access_tokens_by_session ON access_tokens (session_id);
+
+CREATE TABLE refresh_tokens (
+    token_hash       BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+    session_id       INTEGER NOT NULL REFERENCES sessions (session_id),
+    generation       INTEGER NOT NULL,
+    issued_ts        INTEGER NOT NULL,
+    expires_ts       INTEGER NOT NULL DEFAULT 0,
+    sealed_successor BLOB NULL
+) WITHOUT ROWID, STRICT;
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+
+CREATE TABLE security_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL DEFAULT '',
+    ts        INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX security_events_by_user ON security_events (user_id, id);
+)sql"},
+};
+
+constexpr bool versions_are_consecutive() {
+    for (std::size_t i = 0; i < kMigrations.size(); ++i) {
+        if (kMigrations[i].version != static_cast<int>(i) + 1) return false;
+    }
+    return true;
+}
+static_assert(versions_are_consecutive(), "migration versions must be 1, 2, 3, ...");
+
+constexpr const char* kCreateVersionTable =
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY NOT NULL, applied_ts INTEGER NOT NULL) STRICT";
+
+Result<int> current_version(Connection& conn) {
+    auto stmt = conn.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    if (!stmt) return stmt.error();
+    auto row = (*stmt)->step();
+    if (!row) return row.error();
+    return static_cast<int>((*stmt)->column_int(0));
+}
+
+Error too_new(int version) {
+    return errors::internal(fmt::format(
+        "database schema version {} is newer than this myelin build supports ({}); upgrade myelin",
+        version, latest_schema_version()));
+}
+
+void roll_back(Connection& conn) {
+    if (conn.in_transaction()) (void)conn.run("ROLLBACK");
+}
+
+// Applies `m` in its own transaction unless another process got there first.
+Result<void> apply_one(Connection& conn, const Migration& m) {
+    if (auto begin = conn.run("BEGIN IMMEDIATE"); !begin) return begin.error();
+    auto version = current_version(conn);
+    if (!version) {
+        roll_back(conn);
+        return version.error();
+    }
+    if (*version >= m.version) {
+        roll_back(conn);
+        if (*version > latest_schema_version()) return too_new(*version);
+        return {};
+    }
+    if (auto applied = conn.exec_script(m.sql); !applied) {
+        roll_back(conn);
+        return errors::internal(fmt::format("applying database migration {} ({}) failed: {}",
+                                            m.version, m.name, applied.error().message));
+    }
+    {
+        auto stmt = conn.prepare(
+            "INSERT INTO schema_version (version, applied_ts) "
+            "VALUES (?1, CAST(strftime('%s', 'now') AS INTEGER) * 1000)");
+        if (!stmt) {
+            roll_back(conn);
+            return stmt.error();
+        }
+        (*stmt)->bind_int(1, m.version);
+        if (auto inserted = (*stmt)->run(); !inserted) {
+            roll_back(conn);
+            return inserted.error();
+        }
+    }
+    if (auto commit = conn.run("COMMIT"); !commit) {
+        roll_back(conn);
+        return commit.error();
+    }
+    myelin::log::app()->info("sqlite: applied database migration {} ({}) to {}", m.version, m.name,
+                             conn.path());
+    return {};
+}
+
+}  // namespace
+
+std::span<const Migration> migrations() { return kMigrations; }
+
+int latest_schema_version() { return kMigrations.back().version; }
+
+Result<int> apply_migrations(Connection& conn) {
+    if (auto created = conn.exec_script(kCreateVersionTable); !created) return created.error();
+    auto version = current_version(conn);
+    if (!version) return version.error();
+    if (*version > latest_schema_version()) return too_new(*version);
+    for (const Migration& m : kMigrations) {
+        if (m.version <= *version) continue;
+        if (auto applied = apply_one(conn, m); !applied) return applied.error();
+    }
+    return current_version(conn);
+}
+
+}  // namespace myelin::storage::sqlite

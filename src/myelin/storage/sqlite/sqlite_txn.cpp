@@ -1,0 +1,475 @@
+#include "myelin/storage/sqlite/sqlite_txn.hpp"
+
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace myelin::storage::sqlite {
+
+namespace {
+
+// ---- SQL ----------------------------------------------------------------------------------
+// Column lists are spelled out in every statement so that the row readers below can rely on
+// their positions.
+
+constexpr std::string_view kFindUser =
+    "SELECT user_id, password_hash, is_guest, is_admin, deactivated, created_ts "
+    "FROM users WHERE user_id = ?1";
+constexpr std::string_view kInsertUser =
+    "INSERT INTO users (user_id, password_hash, is_guest, is_admin, deactivated, created_ts) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id) DO NOTHING";
+constexpr std::string_view kSetPasswordHash =
+    "UPDATE users SET password_hash = ?2 WHERE user_id = ?1";
+
+constexpr std::string_view kFindDevice =
+    "SELECT user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip "
+    "FROM devices WHERE user_id = ?1 AND device_id = ?2";
+constexpr std::string_view kListDevices =
+    "SELECT user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip "
+    "FROM devices WHERE user_id = ?1 ORDER BY device_id";
+constexpr std::string_view kEnsureDevice =
+    "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts, "
+    "last_seen_ip) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (user_id, device_id) DO NOTHING";
+constexpr std::string_view kDeleteDevice =
+    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2";
+
+constexpr std::string_view kFindSession =
+    "SELECT session_id, user_id, device_id, refreshable, is_guest, created_ts, ends_ts, "
+    "current_generation, used_generation, revoked_ts, revoked_reason "
+    "FROM sessions WHERE session_id = ?1";
+constexpr std::string_view kLiveSessionsOfUser =
+    "SELECT session_id, user_id, device_id, refreshable, is_guest, created_ts, ends_ts, "
+    "current_generation, used_generation, revoked_ts, revoked_reason "
+    "FROM sessions WHERE user_id = ?1 AND revoked_ts = 0 ORDER BY session_id";
+constexpr std::string_view kLiveSessionsOfDevice =
+    "SELECT session_id, user_id, device_id, refreshable, is_guest, created_ts, ends_ts, "
+    "current_generation, used_generation, revoked_ts, revoked_reason "
+    "FROM sessions WHERE user_id = ?1 AND device_id = ?2 AND revoked_ts = 0 "
+    "ORDER BY session_id";
+constexpr std::string_view kInsertSession =
+    "INSERT INTO sessions (user_id, device_id, refreshable, is_guest, created_ts, ends_ts, "
+    "current_generation, used_generation, revoked_ts, revoked_reason) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+constexpr std::string_view kUpdateSessionGenerations =
+    "UPDATE sessions SET current_generation = ?3, used_generation = ?4 "
+    "WHERE session_id = ?1 AND current_generation = ?2 AND revoked_ts = 0";
+constexpr std::string_view kRevokeSession =
+    "UPDATE sessions SET revoked_ts = ?2, revoked_reason = ?3 "
+    "WHERE session_id = ?1 AND revoked_ts = 0";
+
+constexpr std::string_view kFindAccessToken =
+    "SELECT t.token_hash, t.session_id, t.generation, t.issued_ts, t.expires_ts, "
+    "s.session_id, s.user_id, s.device_id, s.refreshable, s.is_guest, s.created_ts, s.ends_ts, "
+    "s.current_generation, s.used_generation, s.revoked_ts, s.revoked_reason "
+    "FROM access_tokens AS t JOIN sessions AS s ON s.session_id = t.session_id "
+    "WHERE t.token_hash = ?1";
+constexpr std::string_view kLiveAccessTokens =
+    "SELECT t.token_hash, t.session_id, t.generation, t.issued_ts, t.expires_ts, "
+    "s.session_id, s.user_id, s.device_id, s.refreshable, s.is_guest, s.created_ts, s.ends_ts, "
+    "s.current_generation, s.used_generation, s.revoked_ts, s.revoked_reason "
+    "FROM access_tokens AS t JOIN sessions AS s ON s.session_id = t.session_id "
+    "WHERE s.revoked_ts = 0 AND t.generation >= s.used_generation "
+    "ORDER BY t.session_id, t.generation";
+constexpr std::string_view kInsertAccessToken =
+    "INSERT INTO access_tokens (token_hash, session_id, generation, issued_ts, expires_ts) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr std::string_view kDeleteAccessTokensOfSession =
+    "DELETE FROM access_tokens WHERE session_id = ?1";
+
+constexpr std::string_view kFindRefreshToken =
+    "SELECT t.token_hash, t.session_id, t.generation, t.issued_ts, t.expires_ts, "
+    "t.sealed_successor, "
+    "s.session_id, s.user_id, s.device_id, s.refreshable, s.is_guest, s.created_ts, s.ends_ts, "
+    "s.current_generation, s.used_generation, s.revoked_ts, s.revoked_reason "
+    "FROM refresh_tokens AS t JOIN sessions AS s ON s.session_id = t.session_id "
+    "WHERE t.token_hash = ?1";
+constexpr std::string_view kInsertRefreshToken =
+    "INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_ts, expires_ts, "
+    "sealed_successor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr std::string_view kSetSealedSuccessor =
+    "UPDATE refresh_tokens SET sealed_successor = ?2 WHERE token_hash = ?1";
+constexpr std::string_view kWipeSealedSuccessors =
+    "UPDATE refresh_tokens SET sealed_successor = NULL "
+    "WHERE session_id = ?1 AND sealed_successor IS NOT NULL";
+constexpr std::string_view kDeleteRefreshTokensOfSession =
+    "DELETE FROM refresh_tokens WHERE session_id = ?1";
+
+constexpr std::string_view kSecurityEvents =
+    "SELECT id, user_id, device_id, ts, kind, detail FROM security_events "
+    "WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2";
+constexpr std::string_view kInsertSecurityEvent =
+    "INSERT INTO security_events (user_id, device_id, ts, kind, detail) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
+
+// ---- Row readers --------------------------------------------------------------------------
+
+UserRecord read_user(const Statement& s) {
+    UserRecord user;
+    user.user_id = s.column_text(0);
+    user.password_hash = s.column_text(1);
+    user.is_guest = s.column_bool(2);
+    user.is_admin = s.column_bool(3);
+    user.deactivated = s.column_bool(4);
+    user.created_ts = s.column_int(5);
+    return user;
+}
+
+DeviceRecord read_device(const Statement& s) {
+    DeviceRecord device;
+    device.user_id = s.column_text(0);
+    device.device_id = s.column_text(1);
+    if (!s.column_is_null(2)) device.display_name = s.column_text(2);
+    device.created_ts = s.column_int(3);
+    device.last_seen_ts = s.column_int(4);
+    device.last_seen_ip = s.column_text(5);
+    return device;
+}
+
+// The 11 session columns starting at `first`, in the order of kFindSession.
+SessionRecord read_session(const Statement& s, int first) {
+    SessionRecord session;
+    session.session_id = s.column_int(first);
+    session.user_id = s.column_text(first + 1);
+    session.device_id = s.column_text(first + 2);
+    session.refreshable = s.column_bool(first + 3);
+    session.is_guest = s.column_bool(first + 4);
+    session.created_ts = s.column_int(first + 5);
+    session.ends_ts = s.column_int(first + 6);
+    session.current_generation = s.column_int(first + 7);
+    session.used_generation = s.column_int(first + 8);
+    session.revoked_ts = s.column_int(first + 9);
+    session.revoked_reason = static_cast<RevokeReason>(s.column_int(first + 10));
+    return session;
+}
+
+// A row of kFindAccessToken / kLiveAccessTokens.
+Result<AccessTokenLookup> read_access_token(const Statement& s) {
+    auto hash = s.column_token_hash(0);
+    if (!hash) return hash.error();
+    AccessTokenLookup lookup;
+    lookup.token.token_hash = *hash;
+    lookup.token.session_id = s.column_int(1);
+    lookup.token.generation = s.column_int(2);
+    lookup.token.issued_ts = s.column_int(3);
+    lookup.token.expires_ts = s.column_int(4);
+    lookup.session = read_session(s, 5);
+    return lookup;
+}
+
+// Runs a statement that yields at most one row and reads it with `read_row`.
+template <typename T, typename ReadRow>
+Result<std::optional<T>> one_row(Statement& s, ReadRow read_row) {
+    auto row = s.step();
+    if (!row) return row.error();
+    if (!*row) return std::optional<T>();
+    Result<T> value = read_row(s);
+    if (!value) return value.error();
+    return std::optional<T>(std::move(*value));
+}
+
+void bind_session(Statement& s, const SessionRecord& session) {
+    s.bind_text(1, session.user_id);
+    s.bind_text(2, session.device_id);
+    s.bind_int(3, session.refreshable ? 1 : 0);
+    s.bind_int(4, session.is_guest ? 1 : 0);
+    s.bind_int(5, session.created_ts);
+    s.bind_int(6, session.ends_ts);
+    s.bind_int(7, session.current_generation);
+    s.bind_int(8, session.used_generation);
+    s.bind_int(9, session.revoked_ts);
+    s.bind_int(10, static_cast<std::int64_t>(session.revoked_reason));
+}
+
+}  // namespace
+
+// ---- Queries ------------------------------------------------------------------------------
+
+template <typename Base>
+Result<std::optional<UserRecord>> SqliteQueries<Base>::find_user(std::string_view user_id) {
+    auto stmt = conn_.prepare(kFindUser);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    return one_row<UserRecord>(
+        **stmt, [](const Statement& s) -> Result<UserRecord> { return read_user(s); });
+}
+
+template <typename Base>
+Result<std::optional<DeviceRecord>> SqliteQueries<Base>::find_device(std::string_view user_id,
+                                                                     std::string_view device_id) {
+    auto stmt = conn_.prepare(kFindDevice);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_text(2, device_id);
+    return one_row<DeviceRecord>(
+        **stmt, [](const Statement& s) -> Result<DeviceRecord> { return read_device(s); });
+}
+
+template <typename Base>
+Result<std::vector<DeviceRecord>> SqliteQueries<Base>::list_devices(std::string_view user_id) {
+    auto stmt = conn_.prepare(kListDevices);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    std::vector<DeviceRecord> devices;
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return devices;
+        devices.push_back(read_device(**stmt));
+    }
+}
+
+template <typename Base>
+Result<std::optional<SessionRecord>> SqliteQueries<Base>::find_session(std::int64_t session_id) {
+    auto stmt = conn_.prepare(kFindSession);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, session_id);
+    return one_row<SessionRecord>(
+        **stmt, [](const Statement& s) -> Result<SessionRecord> { return read_session(s, 0); });
+}
+
+template <typename Base>
+Result<std::vector<SessionRecord>> SqliteQueries<Base>::live_sessions(
+    std::string_view user_id, std::optional<std::string_view> device_id) {
+    auto stmt = conn_.prepare(device_id ? kLiveSessionsOfDevice : kLiveSessionsOfUser);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    if (device_id) (*stmt)->bind_text(2, *device_id);
+    std::vector<SessionRecord> sessions;
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return sessions;
+        sessions.push_back(read_session(**stmt, 0));
+    }
+}
+
+template <typename Base>
+Result<std::optional<AccessTokenLookup>> SqliteQueries<Base>::find_access_token(
+    const TokenHash& hash) {
+    auto stmt = conn_.prepare(kFindAccessToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_blob(1, hash);
+    return one_row<AccessTokenLookup>(**stmt, read_access_token);
+}
+
+template <typename Base>
+Result<std::optional<RefreshTokenLookup>> SqliteQueries<Base>::find_refresh_token(
+    const TokenHash& hash) {
+    auto stmt = conn_.prepare(kFindRefreshToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_blob(1, hash);
+    return one_row<RefreshTokenLookup>(**stmt,
+                                       [](const Statement& s) -> Result<RefreshTokenLookup> {
+                                           auto token_hash = s.column_token_hash(0);
+                                           if (!token_hash) return token_hash.error();
+                                           RefreshTokenLookup lookup;
+                                           lookup.token.token_hash = *token_hash;
+                                           lookup.token.session_id = s.column_int(1);
+                                           lookup.token.generation = s.column_int(2);
+                                           lookup.token.issued_ts = s.column_int(3);
+                                           lookup.token.expires_ts = s.column_int(4);
+                                           lookup.token.sealed_successor = s.column_blob(5);
+                                           lookup.session = read_session(s, 6);
+                                           return lookup;
+                                       });
+}
+
+template <typename Base>
+Result<void> SqliteQueries<Base>::for_each_live_access_token(
+    const std::function<void(const AccessTokenLookup&)>& fn) {
+    auto stmt = conn_.prepare(kLiveAccessTokens);
+    if (!stmt) return stmt.error();
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return {};
+        auto lookup = read_access_token(**stmt);
+        if (!lookup) return lookup.error();
+        fn(*lookup);
+    }
+}
+
+template <typename Base>
+Result<std::vector<SecurityEventRecord>> SqliteQueries<Base>::security_events(
+    std::string_view user_id, int limit) {
+    std::vector<SecurityEventRecord> events;
+    if (limit <= 0) return events;  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kSecurityEvents);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_int(2, limit);
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return events;
+        SecurityEventRecord event;
+        event.id = (*stmt)->column_int(0);
+        event.user_id = (*stmt)->column_text(1);
+        event.device_id = (*stmt)->column_text(2);
+        event.ts = (*stmt)->column_int(3);
+        event.kind = (*stmt)->column_text(4);
+        event.detail = (*stmt)->column_text(5);
+        events.push_back(std::move(event));
+    }
+}
+
+template class SqliteQueries<ReadTxn>;
+template class SqliteQueries<WriteTxn>;
+
+// ---- Mutations ----------------------------------------------------------------------------
+
+Result<bool> SqliteWriteTxn::insert_user(const UserRecord& user) {
+    auto stmt = conn_.prepare(kInsertUser);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user.user_id);
+    (*stmt)->bind_text(2, user.password_hash);
+    (*stmt)->bind_int(3, user.is_guest ? 1 : 0);
+    (*stmt)->bind_int(4, user.is_admin ? 1 : 0);
+    (*stmt)->bind_int(5, user.deactivated ? 1 : 0);
+    (*stmt)->bind_int(6, user.created_ts);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<void> SqliteWriteTxn::set_password_hash(std::string_view user_id, std::string_view hash) {
+    auto stmt = conn_.prepare(kSetPasswordHash);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_text(2, hash);
+    return (*stmt)->run();
+}
+
+Result<bool> SqliteWriteTxn::ensure_device(const DeviceRecord& device) {
+    auto stmt = conn_.prepare(kEnsureDevice);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, device.user_id);
+    (*stmt)->bind_text(2, device.device_id);
+    if (device.display_name) {
+        (*stmt)->bind_text(3, *device.display_name);
+    } else {
+        (*stmt)->bind_null(3);
+    }
+    (*stmt)->bind_int(4, device.created_ts);
+    (*stmt)->bind_int(5, device.last_seen_ts);
+    (*stmt)->bind_text(6, device.last_seen_ip);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<void> SqliteWriteTxn::delete_device(std::string_view user_id, std::string_view device_id) {
+    auto stmt = conn_.prepare(kDeleteDevice);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_text(2, device_id);
+    return (*stmt)->run();
+}
+
+Result<std::int64_t> SqliteWriteTxn::insert_session(const SessionRecord& session) {
+    auto stmt = conn_.prepare(kInsertSession);
+    if (!stmt) return stmt.error();
+    bind_session(**stmt, session);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.last_insert_rowid();
+}
+
+Result<void> SqliteWriteTxn::insert_access_token(const AccessTokenRecord& token) {
+    auto stmt = conn_.prepare(kInsertAccessToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_blob(1, token.token_hash);
+    (*stmt)->bind_int(2, token.session_id);
+    (*stmt)->bind_int(3, token.generation);
+    (*stmt)->bind_int(4, token.issued_ts);
+    (*stmt)->bind_int(5, token.expires_ts);
+    return (*stmt)->run();
+}
+
+Result<void> SqliteWriteTxn::insert_refresh_token(const RefreshTokenRecord& token) {
+    auto stmt = conn_.prepare(kInsertRefreshToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_blob(1, token.token_hash);
+    (*stmt)->bind_int(2, token.session_id);
+    (*stmt)->bind_int(3, token.generation);
+    (*stmt)->bind_int(4, token.issued_ts);
+    (*stmt)->bind_int(5, token.expires_ts);
+    if (token.sealed_successor.empty()) {
+        (*stmt)->bind_null(6);
+    } else {
+        (*stmt)->bind_blob(6, token.sealed_successor);
+    }
+    return (*stmt)->run();
+}
+
+Result<bool> SqliteWriteTxn::update_session_generations(std::int64_t session_id,
+                                                        std::int64_t expected_current,
+                                                        std::int64_t new_current,
+                                                        std::int64_t new_used) {
+    auto stmt = conn_.prepare(kUpdateSessionGenerations);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, session_id);
+    (*stmt)->bind_int(2, expected_current);
+    (*stmt)->bind_int(3, new_current);
+    (*stmt)->bind_int(4, new_used);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() > 0;
+}
+
+Result<void> SqliteWriteTxn::set_sealed_successor(const TokenHash& refresh_hash,
+                                                  const std::vector<std::uint8_t>& sealed) {
+    auto stmt = conn_.prepare(kSetSealedSuccessor);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_blob(1, refresh_hash);
+    if (sealed.empty()) {
+        (*stmt)->bind_null(2);
+    } else {
+        (*stmt)->bind_blob(2, sealed);
+    }
+    return (*stmt)->run();
+}
+
+Result<void> SqliteWriteTxn::wipe_sealed_successors(std::int64_t session_id) {
+    auto stmt = conn_.prepare(kWipeSealedSuccessors);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, session_id);
+    return (*stmt)->run();
+}
+
+Result<void> SqliteWriteTxn::revoke_session(std::int64_t session_id, std::int64_t ts,
+                                            RevokeReason reason) {
+    // revoked_ts = 0 means "live": a zero timestamp or kNone would silently leave it live.
+    if (ts <= 0 || reason == RevokeReason::kNone) {
+        return errors::internal(
+            fmt::format("revoke_session({}) needs a positive timestamp and a reason", session_id));
+    }
+    {
+        auto stmt = conn_.prepare(kRevokeSession);
+        if (!stmt) return stmt.error();
+        (*stmt)->bind_int(1, session_id);
+        (*stmt)->bind_int(2, ts);
+        (*stmt)->bind_int(3, static_cast<std::int64_t>(reason));
+        if (auto done = (*stmt)->run(); !done) return done.error();
+    }
+    return wipe_sealed_successors(session_id);
+}
+
+Result<void> SqliteWriteTxn::delete_session_tokens(std::int64_t session_id) {
+    for (std::string_view sql : {kDeleteAccessTokensOfSession, kDeleteRefreshTokensOfSession}) {
+        auto stmt = conn_.prepare(sql);
+        if (!stmt) return stmt.error();
+        (*stmt)->bind_int(1, session_id);
+        if (auto done = (*stmt)->run(); !done) return done.error();
+    }
+    return {};
+}
+
+Result<void> SqliteWriteTxn::insert_security_event(const SecurityEventRecord& event) {
+    auto stmt = conn_.prepare(kInsertSecurityEvent);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, event.user_id);
+    (*stmt)->bind_text(2, event.device_id);
+    (*stmt)->bind_int(3, event.ts);
+    (*stmt)->bind_text(4, event.kind);
+    (*stmt)->bind_text(5, event.detail);
+    return (*stmt)->run();
+}
+
+}  // namespace myelin::storage::sqlite

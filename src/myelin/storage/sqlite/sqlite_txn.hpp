@@ -1,0 +1,72 @@
+#pragma once
+
+// The SQLite implementations of ReadTxn and WriteTxn: each method is one or two cached prepared
+// statements on the connection the transaction was created for. They do not begin or end
+// transactions themselves; the database's reader and writer threads do that around each job.
+//
+// Thread-safety: as the connection's (one thread at a time).
+
+#include "myelin/storage/database.hpp"
+#include "myelin/storage/sqlite/connection.hpp"
+
+namespace myelin::storage::sqlite {
+
+// The queries, shared by the read-only and the read-write transaction. `Base` is ReadTxn or
+// WriteTxn (both instantiated in sqlite_txn.cpp). Each method keeps the contract of its ReadTxn
+// declaration in database.hpp; storage failures come back as mapped by sqlite_error.
+template <typename Base>
+class SqliteQueries : public Base {
+public:
+    explicit SqliteQueries(Connection& conn) : conn_(conn) {}
+
+    Result<std::optional<UserRecord>> find_user(std::string_view user_id) override;
+    Result<std::optional<DeviceRecord>> find_device(std::string_view user_id,
+                                                    std::string_view device_id) override;
+    Result<std::vector<DeviceRecord>> list_devices(std::string_view user_id) override;
+    Result<std::optional<SessionRecord>> find_session(std::int64_t session_id) override;
+    Result<std::vector<SessionRecord>> live_sessions(
+        std::string_view user_id, std::optional<std::string_view> device_id) override;
+    Result<std::optional<AccessTokenLookup>> find_access_token(const TokenHash& hash) override;
+    Result<std::optional<RefreshTokenLookup>> find_refresh_token(const TokenHash& hash) override;
+    Result<void> for_each_live_access_token(
+        const std::function<void(const AccessTokenLookup&)>& fn) override;
+    Result<std::vector<SecurityEventRecord>> security_events(std::string_view user_id,
+                                                             int limit) override;
+
+protected:
+    Connection& conn_;
+};
+
+extern template class SqliteQueries<ReadTxn>;
+extern template class SqliteQueries<WriteTxn>;
+
+// A read transaction on a read-only connection.
+using SqliteReadTxn = SqliteQueries<ReadTxn>;
+
+// A write transaction on the writer's connection. Each method keeps the contract of its WriteTxn
+// declaration in database.hpp. revoke_session additionally refuses (500) a timestamp <= 0 or
+// RevokeReason::kNone, either of which would leave the session looking live.
+class SqliteWriteTxn final : public SqliteQueries<WriteTxn> {
+public:
+    explicit SqliteWriteTxn(Connection& conn) : SqliteQueries<WriteTxn>(conn) {}
+
+    Result<bool> insert_user(const UserRecord& user) override;
+    Result<void> set_password_hash(std::string_view user_id, std::string_view hash) override;
+    Result<bool> ensure_device(const DeviceRecord& device) override;
+    Result<void> delete_device(std::string_view user_id, std::string_view device_id) override;
+    Result<std::int64_t> insert_session(const SessionRecord& session) override;
+    Result<void> insert_access_token(const AccessTokenRecord& token) override;
+    Result<void> insert_refresh_token(const RefreshTokenRecord& token) override;
+    Result<bool> update_session_generations(std::int64_t session_id, std::int64_t expected_current,
+                                            std::int64_t new_current,
+                                            std::int64_t new_used) override;
+    Result<void> set_sealed_successor(const TokenHash& refresh_hash,
+                                      const std::vector<std::uint8_t>& sealed) override;
+    Result<void> wipe_sealed_successors(std::int64_t session_id) override;
+    Result<void> revoke_session(std::int64_t session_id, std::int64_t ts,
+                                RevokeReason reason) override;
+    Result<void> delete_session_tokens(std::int64_t session_id) override;
+    Result<void> insert_security_event(const SecurityEventRecord& event) override;
+};
+
+}  // namespace myelin::storage::sqlite

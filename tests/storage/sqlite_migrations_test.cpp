@@ -1,0 +1,137 @@
+// Opening an SQLite database: schema creation, idempotent reopen, refusal of newer schemas and of
+// files that are not databases.
+
+#include <fstream>
+#include <set>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include "myelin/storage/await.hpp"
+#include "myelin/storage/sqlite/sqlite_database.hpp"
+
+#include "storage_test_support.hpp"
+
+namespace myelin::storage {
+namespace {
+
+using testing::TempDir;
+
+// Runs `sql` on its own connection (outside myelin) and returns the first column of each row.
+std::vector<std::string> query_column(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::vector<std::string> out;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+        ADD_FAILURE() << "cannot open " << path;
+        sqlite3_close(db);
+        return out;
+    }
+    sqlite3_stmt* stmt = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+        const auto* text = sqlite3_column_text(stmt, 0);
+        out.emplace_back(text != nullptr ? reinterpret_cast<const char*>(text) : "");
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return out;
+}
+
+TEST(SqliteMigrations, CreateTheSchemaAndRecordTheVersion) {
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    {
+        auto db = open_sqlite(path);
+        ASSERT_TRUE(db) << db.error().message;
+        EXPECT_EQ((*db)->backend_name(), "sqlite");
+    }
+    auto tables = query_column(path, "SELECT name FROM sqlite_master WHERE type = 'table'");
+    std::set<std::string> names(tables.begin(), tables.end());
+    for (const char* table : {"schema_version", "users", "devices", "sessions", "access_tokens",
+                              "refresh_tokens", "security_events"}) {
+        EXPECT_TRUE(names.count(table)) << "missing table " << table;
+    }
+    auto indexes = query_column(path, "SELECT name FROM sqlite_master WHERE type = 'index'");
+    std::set<std::string> index_names(indexes.begin(), indexes.end());
+    for (const char* index : {"sessions_by_user_device", "access_tokens_by_session",
+                              "refresh_tokens_by_session", "security_events_by_user"}) {
+        EXPECT_TRUE(index_names.count(index)) << "missing index " << index;
+    }
+    EXPECT_EQ(query_column(path, "SELECT group_concat(version) FROM schema_version"),
+              std::vector<std::string>{std::to_string(sqlite_schema_version())});
+    EXPECT_EQ(query_column(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
+    EXPECT_GE(sqlite_schema_version(), 1);
+}
+
+TEST(SqliteMigrations, ReopeningIsIdempotentAndKeepsData) {
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    {
+        auto db = open_sqlite(path);
+        ASSERT_TRUE(db) << db.error().message;
+        auto inserted = write_sync<bool>(
+            **db, [](WriteTxn& txn) { return txn.insert_user(testing::make_user("@a:x")); });
+        ASSERT_TRUE(inserted && *inserted);
+    }
+    for (int i = 0; i < 2; ++i) {
+        auto db = open_sqlite(path);
+        ASSERT_TRUE(db) << db.error().message;
+        auto user = read_sync<std::optional<UserRecord>>(
+            **db, [](ReadTxn& txn) { return txn.find_user("@a:x"); });
+        ASSERT_TRUE(user);
+        EXPECT_TRUE(user->has_value());
+    }
+    // Each migration is recorded once, however often the file is opened.
+    EXPECT_EQ(query_column(path, "SELECT count(*) FROM schema_version"),
+              std::vector<std::string>{std::to_string(sqlite_schema_version())});
+}
+
+TEST(SqliteMigrations, RefuseADatabaseWithANewerSchema) {
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    ASSERT_TRUE(open_sqlite(path));
+    query_column(path, "INSERT INTO schema_version (version, applied_ts) VALUES (7, 0)");
+
+    auto db = open_sqlite(path);
+    ASSERT_FALSE(db);
+    EXPECT_EQ(db.error().message,
+              "database schema version 7 is newer than this myelin build supports (" +
+                  std::to_string(sqlite_schema_version()) + "); upgrade myelin");
+    EXPECT_EQ(db.error().errcode, "M_UNKNOWN");
+    EXPECT_TRUE(db.error().status == 500 || db.error().status == 503);
+}
+
+TEST(SqliteMigrations, RefuseAFileThatIsNotADatabase) {
+    TempDir dir;
+    const std::string path = dir.file("not-a-db");
+    std::ofstream(path) << "this is a text file, not SQLite, and long enough to have a header...";
+    auto db = open_sqlite(path);
+    ASSERT_FALSE(db);
+    EXPECT_NE(db.error().message.find("cannot open database"), std::string::npos)
+        << db.error().message;
+    EXPECT_NE(db.error().message.find("not a database"), std::string::npos) << db.error().message;
+}
+
+TEST(SqliteMigrations, ReportAMissingParentFolder) {
+    TempDir dir;
+    auto db = open_sqlite(dir.file("no/such/folder/myelin.db"));
+    ASSERT_FALSE(db);
+    EXPECT_EQ(db.error().status, 503);
+    EXPECT_NE(db.error().message.find("no/such/folder/myelin.db"), std::string::npos)
+        << db.error().message;
+}
+
+TEST(SqliteMigrations, RejectInvalidOptions) {
+    TempDir dir;
+    SqliteOptions options;
+    options.reader_threads = 0;
+    EXPECT_FALSE(open_sqlite(dir.file("a.db"), options));
+    options.reader_threads = 1;
+    options.max_batch = 0;
+    EXPECT_FALSE(open_sqlite(dir.file("b.db"), options));
+}
+
+}  // namespace
+}  // namespace myelin::storage

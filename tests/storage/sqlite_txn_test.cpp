@@ -1,0 +1,488 @@
+// Every ReadTxn / WriteTxn method of the SQLite backend, round-tripped through write_sync and
+// read_sync, with the semantics database.hpp promises.
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "myelin/storage/await.hpp"
+#include "myelin/storage/sqlite/sqlite_database.hpp"
+
+#include "storage_test_support.hpp"
+
+namespace myelin::storage {
+namespace {
+
+using testing::make_device;
+using testing::make_hash;
+using testing::make_session;
+using testing::make_user;
+
+class SqliteTxnTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        auto opened = open_sqlite(dir_.file("myelin.db"));
+        ASSERT_TRUE(opened) << opened.error().message;
+        db_ = std::move(*opened);
+    }
+
+    // Runs `fn` in its own write job and returns its value, failing the test on an error.
+    template <typename T, typename Fn>
+    T write(Fn fn) {
+        Result<T> r = write_sync<T>(*db_, std::move(fn));
+        EXPECT_TRUE(r) << (r ? "" : r.error().message);
+        if constexpr (!std::is_void_v<T>) return r ? std::move(*r) : T{};
+    }
+    template <typename T, typename Fn>
+    T read(Fn fn) {
+        Result<T> r = read_sync<T>(*db_, std::move(fn));
+        EXPECT_TRUE(r) << (r ? "" : r.error().message);
+        return r ? std::move(*r) : T{};
+    }
+
+    // A user, a device and a session on it; returns the session id.
+    std::int64_t add_session(const std::string& user_id, const std::string& device_id) {
+        return write<std::int64_t>([&](WriteTxn& txn) -> Result<std::int64_t> {
+            if (auto u = txn.insert_user(make_user(user_id)); !u) return u.error();
+            if (auto d = txn.ensure_device(make_device(user_id, device_id)); !d) return d.error();
+            return txn.insert_session(make_session(user_id, device_id));
+        });
+    }
+
+    void add_access_token(std::int64_t session_id, std::uint8_t fill, std::int64_t generation) {
+        write<void>([&](WriteTxn& txn) {
+            AccessTokenRecord token;
+            token.token_hash = make_hash(fill);
+            token.session_id = session_id;
+            token.generation = generation;
+            token.issued_ts = 100 + generation;
+            token.expires_ts = 5000 + generation;
+            return txn.insert_access_token(token);
+        });
+    }
+
+    void add_refresh_token(std::int64_t session_id, std::uint8_t fill, std::int64_t generation,
+                           std::vector<std::uint8_t> sealed = {}) {
+        write<void>([&](WriteTxn& txn) {
+            RefreshTokenRecord token;
+            token.token_hash = make_hash(fill);
+            token.session_id = session_id;
+            token.generation = generation;
+            token.issued_ts = 200 + generation;
+            token.expires_ts = 7000 + generation;
+            token.sealed_successor = sealed;
+            return txn.insert_refresh_token(token);
+        });
+    }
+
+    std::optional<SessionRecord> session(std::int64_t id) {
+        return read<std::optional<SessionRecord>>(
+            [id](ReadTxn& txn) { return txn.find_session(id); });
+    }
+
+    std::optional<RefreshTokenLookup> refresh_token(std::uint8_t fill) {
+        return read<std::optional<RefreshTokenLookup>>(
+            [fill](ReadTxn& txn) { return txn.find_refresh_token(make_hash(fill)); });
+    }
+
+    testing::TempDir dir_;
+    std::unique_ptr<Database> db_;
+};
+
+TEST_F(SqliteTxnTest, UsersRoundTripAndDuplicatesAreRefused) {
+    UserRecord alice = make_user("@alice:x", 1234);
+    alice.is_admin = true;
+    alice.is_guest = true;
+    alice.deactivated = true;
+    EXPECT_TRUE(write<bool>([&](WriteTxn& txn) { return txn.insert_user(alice); }));
+
+    UserRecord other = make_user("@alice:x", 99);
+    other.password_hash = "different";
+    EXPECT_FALSE(write<bool>([&](WriteTxn& txn) { return txn.insert_user(other); }));
+
+    auto found =
+        read<std::optional<UserRecord>>([](ReadTxn& txn) { return txn.find_user("@alice:x"); });
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->user_id, "@alice:x");
+    EXPECT_EQ(found->password_hash, alice.password_hash);  // the duplicate changed nothing
+    EXPECT_TRUE(found->is_admin);
+    EXPECT_TRUE(found->is_guest);
+    EXPECT_TRUE(found->deactivated);
+    EXPECT_EQ(found->created_ts, 1234);
+
+    EXPECT_FALSE(read<std::optional<UserRecord>>([](ReadTxn& txn) {
+                     return txn.find_user("@bob:x");
+                 }).has_value());
+}
+
+TEST_F(SqliteTxnTest, SetPasswordHashReplacesIt) {
+    write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); });
+    write<void>([](WriteTxn& txn) { return txn.set_password_hash("@a:x", "$argon2id$new"); });
+    auto found =
+        read<std::optional<UserRecord>>([](ReadTxn& txn) { return txn.find_user("@a:x"); });
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->password_hash, "$argon2id$new");
+    UserRecord guest = make_user("@g:x");
+    guest.password_hash.clear();
+    write<bool>([&](WriteTxn& txn) { return txn.insert_user(guest); });
+    auto g = read<std::optional<UserRecord>>([](ReadTxn& txn) { return txn.find_user("@g:x"); });
+    ASSERT_TRUE(g.has_value());
+    EXPECT_EQ(g->password_hash, "");
+}
+
+TEST_F(SqliteTxnTest, DevicesEnsureListAndDelete) {
+    write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); });
+    DeviceRecord phone = make_device("@a:x", "PHONE");
+    phone.last_seen_ts = 77;
+    phone.last_seen_ip = "10.0.0.1";
+    DeviceRecord laptop = make_device("@a:x", "LAPTOP");
+    laptop.display_name.reset();
+    EXPECT_TRUE(write<bool>([&](WriteTxn& txn) { return txn.ensure_device(phone); }));
+    EXPECT_TRUE(write<bool>([&](WriteTxn& txn) { return txn.ensure_device(laptop); }));
+
+    // An existing device (and its display name) is left as it is.
+    DeviceRecord renamed = phone;
+    renamed.display_name = "Renamed";
+    EXPECT_FALSE(write<bool>([&](WriteTxn& txn) { return txn.ensure_device(renamed); }));
+
+    auto found = read<std::optional<DeviceRecord>>(
+        [](ReadTxn& txn) { return txn.find_device("@a:x", "PHONE"); });
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->display_name, std::optional<std::string>("Phone"));
+    EXPECT_EQ(found->created_ts, 2000);
+    EXPECT_EQ(found->last_seen_ts, 77);
+    EXPECT_EQ(found->last_seen_ip, "10.0.0.1");
+
+    auto devices =
+        read<std::vector<DeviceRecord>>([](ReadTxn& txn) { return txn.list_devices("@a:x"); });
+    ASSERT_EQ(devices.size(), 2u);
+    EXPECT_EQ(devices[0].device_id, "LAPTOP");  // ordered by device_id
+    EXPECT_FALSE(devices[0].display_name.has_value());
+    EXPECT_EQ(devices[1].device_id, "PHONE");
+
+    write<void>([](WriteTxn& txn) { return txn.delete_device("@a:x", "PHONE"); });
+    write<void>([](WriteTxn& txn) { return txn.delete_device("@a:x", "NO_SUCH"); });  // no-op
+    EXPECT_FALSE(read<std::optional<DeviceRecord>>([](ReadTxn& txn) {
+                     return txn.find_device("@a:x", "PHONE");
+                 }).has_value());
+    EXPECT_EQ(read<std::vector<DeviceRecord>>([](ReadTxn& txn) {
+                  return txn.list_devices("@a:x");
+              }).size(),
+              1u);
+    EXPECT_TRUE(read<std::vector<DeviceRecord>>([](ReadTxn& txn) {
+                    return txn.list_devices("@b:x");
+                }).empty());
+}
+
+TEST_F(SqliteTxnTest, SessionsRoundTripAndLiveSessionsFilter) {
+    write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); });
+    SessionRecord s = make_session("@a:x", "D1");
+    s.session_id = 4242;  // ignored
+    s.is_guest = true;
+    s.current_generation = 3;
+    s.used_generation = 2;
+    const auto id1 = write<std::int64_t>([&](WriteTxn& txn) { return txn.insert_session(s); });
+    const auto id2 = write<std::int64_t>(
+        [](WriteTxn& txn) { return txn.insert_session(make_session("@a:x", "D2")); });
+    const auto id3 = write<std::int64_t>(
+        [](WriteTxn& txn) { return txn.insert_session(make_session("@a:x", "D1")); });
+    const auto other = write<std::int64_t>(
+        [](WriteTxn& txn) { return txn.insert_session(make_session("@b:x", "D1")); });
+    EXPECT_NE(id1, 4242);
+    EXPECT_LT(id1, id2);
+    EXPECT_LT(id2, id3);
+
+    auto found = session(id1);
+    ASSERT_TRUE(found.has_value());
+    EXPECT_EQ(found->session_id, id1);
+    EXPECT_EQ(found->user_id, "@a:x");
+    EXPECT_EQ(found->device_id, "D1");
+    EXPECT_TRUE(found->refreshable);
+    EXPECT_TRUE(found->is_guest);
+    EXPECT_EQ(found->created_ts, 3000);
+    EXPECT_EQ(found->ends_ts, 9'000'000);
+    EXPECT_EQ(found->current_generation, 3);
+    EXPECT_EQ(found->used_generation, 2);
+    EXPECT_EQ(found->revoked_ts, 0);
+    EXPECT_EQ(found->revoked_reason, RevokeReason::kNone);
+    EXPECT_FALSE(session(id3 + 1000).has_value());
+
+    write<void>(
+        [&](WriteTxn& txn) { return txn.revoke_session(id3, 5555, RevokeReason::kReplaced); });
+
+    auto ids = [](const std::vector<SessionRecord>& sessions) {
+        std::vector<std::int64_t> out;
+        for (const auto& x : sessions) out.push_back(x.session_id);
+        return out;
+    };
+    auto all = read<std::vector<SessionRecord>>(
+        [](ReadTxn& txn) { return txn.live_sessions("@a:x", std::nullopt); });
+    EXPECT_EQ(ids(all), (std::vector<std::int64_t>{id1, id2}));
+    auto d1 = read<std::vector<SessionRecord>>(
+        [](ReadTxn& txn) { return txn.live_sessions("@a:x", std::string_view("D1")); });
+    EXPECT_EQ(ids(d1), (std::vector<std::int64_t>{id1}));
+    auto b = read<std::vector<SessionRecord>>(
+        [](ReadTxn& txn) { return txn.live_sessions("@b:x", std::nullopt); });
+    EXPECT_EQ(ids(b), (std::vector<std::int64_t>{other}));
+
+    auto revoked = session(id3);
+    ASSERT_TRUE(revoked.has_value());
+    EXPECT_EQ(revoked->revoked_ts, 5555);
+    EXPECT_EQ(revoked->revoked_reason, RevokeReason::kReplaced);
+}
+
+TEST_F(SqliteTxnTest, TokenLookupsAreJoinedWithTheirSessionEvenWhenRevoked) {
+    const auto sid = add_session("@a:x", "D");
+    add_access_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 0, {9, 8, 7});
+
+    auto access = read<std::optional<AccessTokenLookup>>(
+        [](ReadTxn& txn) { return txn.find_access_token(make_hash(1)); });
+    ASSERT_TRUE(access.has_value());
+    EXPECT_EQ(access->token.token_hash, make_hash(1));
+    EXPECT_EQ(access->token.session_id, sid);
+    EXPECT_EQ(access->token.generation, 0);
+    EXPECT_EQ(access->token.issued_ts, 100);
+    EXPECT_EQ(access->token.expires_ts, 5000);
+    EXPECT_EQ(access->session.session_id, sid);
+    EXPECT_EQ(access->session.user_id, "@a:x");
+    EXPECT_EQ(access->session.device_id, "D");
+
+    auto refresh = refresh_token(2);
+    ASSERT_TRUE(refresh.has_value());
+    EXPECT_EQ(refresh->token.token_hash, make_hash(2));
+    EXPECT_EQ(refresh->token.issued_ts, 200);
+    EXPECT_EQ(refresh->token.expires_ts, 7000);
+    EXPECT_EQ(refresh->token.sealed_successor, (std::vector<std::uint8_t>{9, 8, 7}));
+    EXPECT_EQ(refresh->session.session_id, sid);
+    EXPECT_TRUE(refresh->session.refreshable);
+
+    // An access hash is not a refresh hash and vice versa; unknown hashes are not found.
+    EXPECT_FALSE(refresh_token(1).has_value());
+    EXPECT_FALSE(read<std::optional<AccessTokenLookup>>([](ReadTxn& txn) {
+                     return txn.find_access_token(make_hash(2));
+                 }).has_value());
+
+    write<void>([&](WriteTxn& txn) { return txn.revoke_session(sid, 10, RevokeReason::kLogout); });
+    access = read<std::optional<AccessTokenLookup>>(
+        [](ReadTxn& txn) { return txn.find_access_token(make_hash(1)); });
+    ASSERT_TRUE(access.has_value());
+    EXPECT_EQ(access->session.revoked_ts, 10);
+    EXPECT_EQ(access->session.revoked_reason, RevokeReason::kLogout);
+    refresh = refresh_token(2);
+    ASSERT_TRUE(refresh.has_value());
+    EXPECT_EQ(refresh->session.revoked_reason, RevokeReason::kLogout);
+}
+
+TEST_F(SqliteTxnTest, TokensNeedAnExistingSessionAndAUniqueHash) {
+    const auto sid = add_session("@a:x", "D");
+    add_access_token(sid, 1, 0);
+    Result<void> duplicate = write_sync<void>(*db_, [&](WriteTxn& txn) {
+        AccessTokenRecord token;
+        token.token_hash = make_hash(1);
+        token.session_id = sid;
+        return txn.insert_access_token(token);
+    });
+    EXPECT_FALSE(duplicate);
+    Result<void> orphan = write_sync<void>(*db_, [&](WriteTxn& txn) {
+        RefreshTokenRecord token;
+        token.token_hash = make_hash(3);
+        token.session_id = sid + 100;
+        return txn.insert_refresh_token(token);
+    });
+    EXPECT_FALSE(orphan);
+    EXPECT_FALSE(refresh_token(3).has_value());
+}
+
+TEST_F(SqliteTxnTest, UpdateSessionGenerationsIsACompareAndSwap) {
+    const auto sid = add_session("@a:x", "D");
+    // expected 0 matches: 0 -> current 1, used 0
+    EXPECT_TRUE(
+        write<bool>([&](WriteTxn& txn) { return txn.update_session_generations(sid, 0, 1, 0); }));
+    // A second writer still expecting 0 loses.
+    EXPECT_FALSE(
+        write<bool>([&](WriteTxn& txn) { return txn.update_session_generations(sid, 0, 1, 1); }));
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->current_generation, 1);
+    EXPECT_EQ(s->used_generation, 0);
+
+    EXPECT_TRUE(
+        write<bool>([&](WriteTxn& txn) { return txn.update_session_generations(sid, 1, 1, 1); }));
+    s = session(sid);
+    EXPECT_EQ(s->used_generation, 1);
+
+    // An unknown session matches nothing.
+    EXPECT_FALSE(write<bool>(
+        [&](WriteTxn& txn) { return txn.update_session_generations(sid + 99, 1, 2, 1); }));
+
+    // A revoked session matches nothing, even with the right expected value.
+    write<void>(
+        [&](WriteTxn& txn) { return txn.revoke_session(sid, 50, RevokeReason::kRefreshReuse); });
+    EXPECT_FALSE(
+        write<bool>([&](WriteTxn& txn) { return txn.update_session_generations(sid, 1, 2, 1); }));
+    s = session(sid);
+    EXPECT_EQ(s->current_generation, 1);
+}
+
+TEST_F(SqliteTxnTest, SealedSuccessorsAreSetAndWiped) {
+    const auto sid = add_session("@a:x", "D");
+    const auto other = add_session("@b:x", "D");
+    add_refresh_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 1);
+    add_refresh_token(other, 3, 0, {1});
+
+    write<void>([](WriteTxn& txn) { return txn.set_sealed_successor(make_hash(1), {4, 5, 6}); });
+    EXPECT_EQ(refresh_token(1)->token.sealed_successor, (std::vector<std::uint8_t>{4, 5, 6}));
+    write<void>([](WriteTxn& txn) { return txn.set_sealed_successor(make_hash(1), {}); });
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+
+    write<void>([](WriteTxn& txn) { return txn.set_sealed_successor(make_hash(1), {7}); });
+    write<void>([](WriteTxn& txn) { return txn.set_sealed_successor(make_hash(2), {8}); });
+    write<void>([&](WriteTxn& txn) { return txn.wipe_sealed_successors(sid); });
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+    EXPECT_TRUE(refresh_token(2)->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(3)->token.sealed_successor, (std::vector<std::uint8_t>{1}));
+}
+
+TEST_F(SqliteTxnTest, RevokeWipesSealedBlobsAndIsIdempotent) {
+    const auto sid = add_session("@a:x", "D");
+    const auto other = add_session("@b:x", "D");
+    add_refresh_token(sid, 1, 0, {1, 2, 3});
+    add_refresh_token(other, 2, 0, {4});
+
+    write<void>([&](WriteTxn& txn) { return txn.revoke_session(sid, 100, RevokeReason::kAdmin); });
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->revoked_ts, 100);
+    EXPECT_EQ(s->revoked_reason, RevokeReason::kAdmin);
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(2)->token.sealed_successor, (std::vector<std::uint8_t>{4}));
+    EXPECT_TRUE(refresh_token(1).has_value());  // token rows stay
+
+    // Revoking again keeps the first time and reason.
+    write<void>(
+        [&](WriteTxn& txn) { return txn.revoke_session(sid, 200, RevokeReason::kExpired); });
+    s = session(sid);
+    EXPECT_EQ(s->revoked_ts, 100);
+    EXPECT_EQ(s->revoked_reason, RevokeReason::kAdmin);
+
+    // A zero timestamp would read as "live": refused.
+    Result<void> zero = write_sync<void>(
+        *db_, [&](WriteTxn& txn) { return txn.revoke_session(other, 0, RevokeReason::kAdmin); });
+    EXPECT_FALSE(zero);
+    EXPECT_EQ(session(other)->revoked_ts, 0);
+}
+
+TEST_F(SqliteTxnTest, DeleteSessionTokensRemovesOnlyThatSessionsTokens) {
+    const auto sid = add_session("@a:x", "D");
+    const auto other = add_session("@b:x", "D");
+    add_access_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 0);
+    add_access_token(other, 3, 0);
+    add_refresh_token(other, 4, 0);
+
+    write<void>([&](WriteTxn& txn) { return txn.delete_session_tokens(sid); });
+    EXPECT_FALSE(read<std::optional<AccessTokenLookup>>([](ReadTxn& txn) {
+                     return txn.find_access_token(make_hash(1));
+                 }).has_value());
+    EXPECT_FALSE(refresh_token(2).has_value());
+    EXPECT_TRUE(read<std::optional<AccessTokenLookup>>([](ReadTxn& txn) {
+                    return txn.find_access_token(make_hash(3));
+                }).has_value());
+    EXPECT_TRUE(refresh_token(4).has_value());
+    EXPECT_TRUE(session(sid).has_value());  // the session row itself stays
+}
+
+TEST_F(SqliteTxnTest, SecurityEventsNewestFirstWithLimit) {
+    for (int i = 0; i < 5; ++i) {
+        write<void>([i](WriteTxn& txn) {
+            SecurityEventRecord event;
+            event.user_id = "@a:x";
+            event.device_id = i % 2 == 0 ? "D" : "";
+            event.ts = 1000 + i;
+            event.kind = "login";
+            event.detail = "event " + std::to_string(i);
+            return txn.insert_security_event(event);
+        });
+    }
+    write<void>([](WriteTxn& txn) {
+        SecurityEventRecord event;
+        event.user_id = "@b:x";
+        event.ts = 1;
+        event.kind = "session_revoked";
+        return txn.insert_security_event(event);
+    });
+
+    auto events = read<std::vector<SecurityEventRecord>>(
+        [](ReadTxn& txn) { return txn.security_events("@a:x", 3); });
+    ASSERT_EQ(events.size(), 3u);
+    EXPECT_EQ(events[0].detail, "event 4");
+    EXPECT_EQ(events[1].detail, "event 3");
+    EXPECT_EQ(events[2].detail, "event 2");
+    EXPECT_GT(events[0].id, events[1].id);
+    EXPECT_EQ(events[0].ts, 1004);
+    EXPECT_EQ(events[0].kind, "login");
+    EXPECT_EQ(events[0].device_id, "D");
+    EXPECT_EQ(events[1].device_id, "");
+    EXPECT_EQ(events[0].user_id, "@a:x");
+
+    EXPECT_EQ(read<std::vector<SecurityEventRecord>>([](ReadTxn& txn) {
+                  return txn.security_events("@a:x", 100);
+              }).size(),
+              5u);
+    EXPECT_TRUE(read<std::vector<SecurityEventRecord>>([](ReadTxn& txn) {
+                    return txn.security_events("@a:x", 0);
+                }).empty());
+    auto b = read<std::vector<SecurityEventRecord>>(
+        [](ReadTxn& txn) { return txn.security_events("@b:x", 10); });
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(b[0].kind, "session_revoked");
+}
+
+TEST_F(SqliteTxnTest, ForEachLiveAccessTokenSkipsRevokedSessionsAndOldGenerations) {
+    const auto live = add_session("@a:x", "D1");
+    const auto revoked = add_session("@a:x", "D2");
+    add_access_token(live, 1, 0);  // generation 0 < used 1 after the update below: skipped
+    add_access_token(live, 2, 1);  // used generation: kept
+    add_access_token(live, 3, 2);  // the newest pair, not yet used: kept
+    add_access_token(revoked, 4, 0);
+    ASSERT_TRUE(
+        write<bool>([&](WriteTxn& txn) { return txn.update_session_generations(live, 0, 2, 1); }));
+    write<void>(
+        [&](WriteTxn& txn) { return txn.revoke_session(revoked, 9, RevokeReason::kLogout); });
+
+    auto seen = read<std::vector<AccessTokenLookup>>(
+        [](ReadTxn& txn) -> Result<std::vector<AccessTokenLookup>> {
+            std::vector<AccessTokenLookup> out;
+            auto r = txn.for_each_live_access_token(
+                [&](const AccessTokenLookup& lookup) { out.push_back(lookup); });
+            if (!r) return r.error();
+            return out;
+        });
+    std::vector<TokenHash> hashes;
+    for (const auto& lookup : seen) {
+        hashes.push_back(lookup.token.token_hash);
+        EXPECT_EQ(lookup.session.session_id, live);
+        EXPECT_EQ(lookup.session.used_generation, 1);
+    }
+    std::sort(hashes.begin(), hashes.end());
+    EXPECT_EQ(hashes, (std::vector<TokenHash>{make_hash(2), make_hash(3)}));
+}
+
+TEST_F(SqliteTxnTest, AWriteJobReadsItsOwnChanges) {
+    auto seen = write<bool>([](WriteTxn& txn) -> Result<bool> {
+        if (auto u = txn.insert_user(make_user("@a:x")); !u) return u.error();
+        auto found = txn.find_user("@a:x");
+        if (!found) return found.error();
+        return found->has_value();
+    });
+    EXPECT_TRUE(seen);
+}
+
+}  // namespace
+}  // namespace myelin::storage
