@@ -6,9 +6,9 @@
 
 #include <exception>
 #include <future>
-#include <string>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -49,46 +49,50 @@ void complete_on_executor(Handler& handler, T result) {
 }  // namespace detail
 
 // Runs fn(ReadTxn&) -> Result<T> on a reader and awaits its result.
+// Not a coroutine itself (g++ 12 mishandles non-trivial coroutine parameters and temporaries in
+// co_await expressions): it returns the awaitable that async_initiate builds. Callers should
+// pass a named callable (std::move(local)) rather than a lambda written inside `co_await`.
 template <typename T, typename Fn>
 boost::asio::awaitable<Result<T>> read(Database& db, Fn fn) {
-    co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable),
-                                                   void(Result<T>)>(
-        [&db, fn = std::move(fn)](auto handler) mutable {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            db.post_read([fn = std::move(fn), shared](ReadTxn* txn) mutable {
-                Result<T> r = txn ? detail::run_guarded<T>(fn, *txn)
-                                : Result<T>(detail::database_unavailable());
-                detail::complete_on_executor(*shared, std::move(r));
-            });
-        },
-        boost::asio::use_awaitable);
+    auto initiation = [&db, fn = std::move(fn)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        db.post_read([fn = std::move(fn), shared](ReadTxn* txn) mutable {
+            Result<T> r =
+                txn ? detail::run_guarded<T>(fn, *txn) : Result<T>(detail::database_unavailable());
+            detail::complete_on_executor(*shared, std::move(r));
+        });
+    };
+    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(Result<T>)>(
+        std::move(initiation), boost::asio::use_awaitable);
 }
 
 // Runs fn(WriteTxn&) -> Result<T> on the writer and awaits its result, which is delivered only
 // once the commit is durable. An error from fn rolls back fn's changes and is returned as is.
+// Not a coroutine itself, for the same reason as read().
 template <typename T, typename Fn>
 boost::asio::awaitable<Result<T>> write(Database& db, Fn fn) {
-    co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable),
-                                                   void(Result<T>)>(
-        [&db, fn = std::move(fn)](auto handler) mutable {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            auto slot = std::make_shared<std::optional<Result<T>>>();
-            WriteJob job;
-            job.run = [fn = std::move(fn), slot](WriteTxn& txn) mutable -> Result<void> {
-                slot->emplace(fn(txn));
-                if (!**slot) return (**slot).error();
-                return {};
-            };
-            job.on_committed = [slot, shared](const Result<void>& committed) {
-                if (!slot->has_value() || (!committed && **slot)) {
-                    detail::complete_on_executor(*shared, Result<T>(committed ? detail::database_unavailable() : committed.error()));
-                } else {
-                    detail::complete_on_executor(*shared, std::move(**slot));
-                }
-            };
-            db.post_write(std::move(job));
-        },
-        boost::asio::use_awaitable);
+    auto initiation = [&db, fn = std::move(fn)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        auto slot = std::make_shared<std::optional<Result<T>>>();
+        WriteJob job;
+        job.run = [fn = std::move(fn), slot](WriteTxn& txn) mutable -> Result<void> {
+            slot->emplace(fn(txn));
+            if (!**slot) return (**slot).error();
+            return {};
+        };
+        job.on_committed = [slot, shared](const Result<void>& committed) {
+            if (!slot->has_value() || (!committed && **slot)) {
+                detail::complete_on_executor(
+                    *shared,
+                    Result<T>(committed ? detail::database_unavailable() : committed.error()));
+            } else {
+                detail::complete_on_executor(*shared, std::move(**slot));
+            }
+        };
+        db.post_write(std::move(job));
+    };
+    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(Result<T>)>(
+        std::move(initiation), boost::asio::use_awaitable);
 }
 
 // Blocking form of read(): for the CLI, start-up and tests only.
@@ -117,7 +121,8 @@ Result<T> write_sync(Database& db, Fn fn) {
     };
     job.on_committed = [&promise, slot](const Result<void>& committed) {
         if (!slot->has_value() || (!committed && **slot)) {
-            promise.set_value(Result<T>(committed ? detail::database_unavailable() : committed.error()));
+            promise.set_value(
+                Result<T>(committed ? detail::database_unavailable() : committed.error()));
         } else {
             promise.set_value(std::move(**slot));
         }

@@ -1,0 +1,127 @@
+#include "myelin/auth/token_cache.hpp"
+
+#include <algorithm>
+
+namespace myelin::auth {
+
+TokenCache::TokenShard& TokenCache::token_shard(const storage::TokenHash& h) const {
+    return token_shards_[h[31] % kShards];
+}
+
+TokenCache::SessionShard& TokenCache::session_shard(std::int64_t id) const {
+    return session_shards_[static_cast<std::uint64_t>(id) % kShards];
+}
+
+std::optional<CachedAccessToken> TokenCache::find(const storage::TokenHash& hash) const {
+    auto& shard = token_shard(hash);
+    std::shared_lock lock(shard.mu);
+    auto it = shard.tokens.find(hash);
+    if (it == shard.tokens.end()) return std::nullopt;
+    return it->second;
+}
+
+std::shared_ptr<CachedSession> TokenCache::session_for(const storage::SessionRecord& record) {
+    auto& shard = session_shard(record.session_id);
+    std::lock_guard lock(shard.mu);
+    auto& entry = shard.sessions[record.session_id];
+    if (!entry.session) {
+        auto s = std::make_shared<CachedSession>();
+        s->session_id = record.session_id;
+        s->user_id = record.user_id;
+        s->device_id = record.device_id;
+        s->is_guest = record.is_guest;
+        s->refreshable = record.refreshable;
+        s->ends_ts = record.ends_ts;
+        s->current_generation = record.current_generation;
+        s->used_generation = record.used_generation;
+        s->revoked_reason = static_cast<int>(record.revoked_reason);
+        entry.session = std::move(s);
+    }
+    return entry.session;
+}
+
+void TokenCache::insert(const storage::TokenHash& hash, CachedAccessToken token,
+                        std::optional<std::uint64_t> observed_epoch) {
+    const std::int64_t session_id = token.session->session_id;
+    {
+        auto& sshard = session_shard(session_id);
+        std::lock_guard lock(sshard.mu);
+        if (observed_epoch && *observed_epoch != revocation_epoch()) return;
+        auto& entry = sshard.sessions[session_id];
+        if (!entry.session) entry.session = token.session;
+        token.session = entry.session;
+        if (std::find(entry.token_hashes.begin(), entry.token_hashes.end(), hash) ==
+            entry.token_hashes.end()) {
+            entry.token_hashes.push_back(hash);
+        }
+        // Holding the session shard lock while inserting keeps revoke_session() from missing a
+        // token that is being added concurrently.
+        auto& tshard = token_shard(hash);
+        std::unique_lock tlock(tshard.mu);
+        tshard.tokens.insert_or_assign(hash, std::move(token));
+    }
+}
+
+void TokenCache::erase_tokens(const std::vector<storage::TokenHash>& hashes) {
+    for (const auto& h : hashes) {
+        auto& tshard = token_shard(h);
+        std::unique_lock tlock(tshard.mu);
+        tshard.tokens.erase(h);
+    }
+}
+
+void TokenCache::revoke_session(std::int64_t session_id, storage::RevokeReason reason) {
+    auto& sshard = session_shard(session_id);
+    std::lock_guard lock(sshard.mu);
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
+    auto it = sshard.sessions.find(session_id);
+    if (it == sshard.sessions.end()) return;
+    it->second.session->revoked_reason.store(static_cast<int>(reason), std::memory_order_release);
+    erase_tokens(it->second.token_hashes);
+    sshard.sessions.erase(it);
+}
+
+void TokenCache::advance_session(std::int64_t session_id, std::int64_t current, std::int64_t used) {
+    auto& sshard = session_shard(session_id);
+    std::lock_guard lock(sshard.mu);
+    auto it = sshard.sessions.find(session_id);
+    if (it == sshard.sessions.end()) return;
+    auto& s = *it->second.session;
+    if (current > s.current_generation.load()) s.current_generation.store(current);
+    if (used > s.used_generation.load()) s.used_generation.store(used, std::memory_order_release);
+    // Drop tokens of generations that can no longer authenticate.
+    std::vector<storage::TokenHash> keep;
+    std::vector<storage::TokenHash> drop;
+    for (const auto& h : it->second.token_hashes) {
+        auto& tshard = token_shard(h);
+        std::shared_lock tlock(tshard.mu);
+        auto t = tshard.tokens.find(h);
+        if (t != tshard.tokens.end() && t->second.generation < s.used_generation.load()) {
+            drop.push_back(h);
+        } else if (t != tshard.tokens.end()) {
+            keep.push_back(h);
+        }
+    }
+    it->second.token_hashes = std::move(keep);
+    erase_tokens(drop);
+}
+
+std::size_t TokenCache::token_count() const {
+    std::size_t n = 0;
+    for (auto& shard : token_shards_) {
+        std::shared_lock lock(shard.mu);
+        n += shard.tokens.size();
+    }
+    return n;
+}
+
+std::size_t TokenCache::session_count() const {
+    std::size_t n = 0;
+    for (auto& shard : session_shards_) {
+        std::lock_guard lock(shard.mu);
+        n += shard.sessions.size();
+    }
+    return n;
+}
+
+}  // namespace myelin::auth
