@@ -1,0 +1,23 @@
+#pragma once
+
+// Registration of every client-server route, one function per endpoint group (each defined in
+// the file of that group). add_client_routes() is the single place the table is assembled.
+
+#include "myelin/api/router.hpp"
+#include "myelin/api/services.hpp"
+
+namespace myelin::api::client {
+
+// GET /_matrix/client/versions, GET /.well-known/matrix/client, GET /health.
+void add_discovery_routes(Router& router, Services& services);
+// GET/POST /login, POST /register, GET /register/available.
+void add_session_routes(Router& router, Services& services);
+// POST /refresh (v3, r0, v1) and the original POST /r0/tokenrefresh, /api/v1/tokenrefresh.
+void add_refresh_routes(Router& router, Services& services);
+// GET /account/whoami, POST /logout, POST /logout/all.
+void add_account_routes(Router& router, Services& services);
+
+// All of the above.
+void add_client_routes(Router& router, Services& services);
+
+}  // namespace myelin::api::client
