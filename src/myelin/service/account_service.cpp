@@ -93,8 +93,12 @@ boost::asio::awaitable<Result<RegistrationResult>> AccountService::register_acco
     }
 
     const std::string user_id = make_user_id(localpart, config_.server_name);
-    const std::string device_id =
-        request.device_id && !request.guest ? *request.device_id : generate_device_id();
+    std::string device_id;
+    if (request.device_id && !request.guest) {
+        device_id = *request.device_id;
+    } else {
+        device_id = generate_device_id();
+    }
     const std::int64_t now = clock_.now_ms();
     auto created_job = [&, this](storage::WriteTxn& txn) -> Result<std::optional<NewSession>> {
         storage::UserRecord user;
@@ -144,7 +148,9 @@ boost::asio::awaitable<Result<IssuedTokens>> AccountService::login(LoginRequest 
     auto found = co_await std::move(found_op);
     if (!found) co_return found.error();
     // An unknown user is checked against a dummy hash: the same work and the same answer.
-    std::string encoded = *found ? (*found)->password_hash : std::string();
+    // (if/else, not ?:, on purpose: g++ 12 destroys a ?: temporary twice inside coroutines.)
+    std::string encoded;
+    if (*found) encoded = (*found)->password_hash;
     auto verify_op = hasher_.verify(request.password, encoded);
     auto verified = co_await std::move(verify_op);
     if (!verified) co_return verified.error();
@@ -161,7 +167,12 @@ boost::asio::awaitable<Result<IssuedTokens>> AccountService::login(LoginRequest 
         if (hashed) upgraded_hash = std::move(*hashed);  // on overload keep the old hash for now
     }
 
-    const std::string device_id = request.device_id ? *request.device_id : generate_device_id();
+    std::string device_id;
+    if (request.device_id) {
+        device_id = *request.device_id;
+    } else {
+        device_id = generate_device_id();
+    }
     const std::int64_t now = clock_.now_ms();
     auto created_job = [&, this](storage::WriteTxn& txn) -> Result<NewSession> {
         storage::DeviceRecord device;

@@ -1,0 +1,924 @@
+// The HTTP/1.1 server declared in server.hpp, on Boost.Beast + Asio C++20 coroutines.
+//
+// Layout: small helpers (request ids, request conversion, server-made error answers), then
+// Connection (one per accepted socket: the session coroutine, its deadline watchdog, the answers
+// to requests that break a limit), Worker (one io_context, its SO_REUSEPORT acceptor and the
+// shutdown sequence of its connections) and Server::Impl (binding, threads, stop/wait).
+//
+// Threading: a Connection and its Worker are only touched on that worker's thread, so they need
+// no locks. Cross-thread state is Shared::open_connections (atomic) and Server::Impl's
+// lifecycle, guarded by its mutex; stop() reaches the workers by posting to their io_contexts.
+// Network errors are values (as_tuple); exceptions are only expected from the Dispatcher and are
+// caught around it.
+
+#include "myelin/http/server.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+
+#include "myelin/core/error.hpp"
+#include "myelin/core/log.hpp"
+#include "myelin/http/cors.hpp"
+
+namespace myelin::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+// After an accept error (EMFILE, ENOBUFS...) the acceptor waits this long before trying again,
+// so a descriptor shortage does not spin the thread.
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+// A rejected connection (over max_connections) gets this long, in all, to take its 503; at most
+// kMaxRejecting such answers are pending per thread, beyond that the socket is just closed.
+constexpr std::chrono::milliseconds kRejectTimeout{1000};
+constexpr std::size_t kMaxRejecting = 256;
+// After answering a request that broke a limit, the server half-closes and reads (and drops)
+// what the client still sends for this long, or this many bytes, before closing. Closing with
+// unread input would send a RST that can destroy the answer before the client reads it.
+constexpr std::chrono::milliseconds kLingerTimeout{2000};
+constexpr std::size_t kLingerMaxBytes = 1024 * 1024;
+constexpr std::size_t kLingerChunk = 16 * 1024;
+// A connection's read buffer keeps up to this much capacity between requests; more is released.
+constexpr std::size_t kIdleBufferKeep = 8 * 1024;
+// Once shutdown_grace is over and every socket is closed, handlers that ignore cancellation get
+// this long before the thread's io_context is stopped outright.
+constexpr std::chrono::milliseconds kHardStopDelay{1000};
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// A process-unique request id: 16 hex digits, a random per-process prefix (to tell restarts
+// apart in the logs) followed by a counter.
+std::string next_request_id() {
+    static const std::uint32_t prefix = [] {
+        try {
+            std::random_device device;
+            return static_cast<std::uint32_t>(device());
+        } catch (const std::exception&) {
+            return static_cast<std::uint32_t>(Clock::now().time_since_epoch().count());
+        }
+    }();
+    static std::atomic<std::uint32_t> counter{0};
+    std::uint64_t v =
+        (std::uint64_t{prefix} << 32) | counter.fetch_add(1, std::memory_order_relaxed);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string id(16, '0');
+    for (std::size_t i = id.size(); i-- > 0; v >>= 4) id[i] = kHex[v & 0xf];
+    return id;
+}
+
+Method to_method(bhttp::verb verb) {
+    switch (verb) {
+        case bhttp::verb::get:
+            return Method::kGet;
+        case bhttp::verb::post:
+            return Method::kPost;
+        case bhttp::verb::put:
+            return Method::kPut;
+        case bhttp::verb::delete_:
+            return Method::kDelete;
+        case bhttp::verb::options:
+            return Method::kOptions;
+        case bhttp::verb::head:
+            return Method::kHead;
+        case bhttp::verb::patch:
+            return Method::kPatch;
+        default:
+            return Method::kOther;
+    }
+}
+
+// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
+// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
+// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
+// decoded path holds a NUL: such a request is answered 400 M_UNRECOGNIZED instead of reaching a
+// router that compares decoded paths.
+bool parse_target(Request& request) {
+    auto url = boost::urls::parse_origin_form(request.target);
+    if (!url) return false;
+    request.raw_path = std::string_view(url->encoded_path());
+    request.path = url->path();
+    if (request.path.find('\0') != std::string::npos) return false;
+    for (auto param : url->params()) {
+        request.query.emplace_back(std::move(param.key), std::move(param.value));
+    }
+    return true;
+}
+
+Response server_error(int status, std::string_view errcode, std::string message) {
+    return error_response(errors::make(status, errcode, std::move(message)));
+}
+
+// The 500 answer to a request whose handling threw: the id lets an operator find the log line.
+Response internal_error(const std::string& request_id) {
+    Error error = errors::internal();
+    error.extra["request_id"] = request_id;
+    return error_response(error);
+}
+
+// Whether a handler-supplied header may be written as is: a token name, no CR/LF/NUL in the
+// value (no response splitting), and none of the framing headers the server owns.
+bool is_writable_header(std::string_view name, std::string_view value) {
+    if (name.empty()) return false;
+    for (char c : name) {
+        if (c <= ' ' || c == ':' || c == '\x7f') return false;
+    }
+    for (char c : value) {
+        if (c == '\r' || c == '\n' || c == '\0') return false;
+    }
+    return !beast::iequals(name, "content-length") && !beast::iequals(name, "transfer-encoding") &&
+           !beast::iequals(name, "connection");
+}
+
+// Logs an exception that escaped a session coroutine (a bug: the Dispatcher's are caught).
+void log_escaped_exception(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log::app()->error("HTTP session ended by an exception: {}", ex.what());
+    } catch (...) {
+        log::app()->error("HTTP session ended by an unknown exception");
+    }
+}
+
+// State shared by every worker of one Server.
+struct Shared {
+    Shared(ServerOptions o, Dispatcher& d) : options(std::move(o)), dispatcher(d) {}
+
+    const ServerOptions options;
+    Dispatcher& dispatcher;
+    std::atomic<std::size_t> open_connections{0};  // admitted, not yet destroyed
+};
+
+class Worker;
+
+// One accepted socket. Admitted connections run serve(): keep-alive requests until the client
+// closes, a limit is broken or the server stops. Rejected ones (over max_connections) run
+// reject(): one 503, then close. Lives as long as its coroutine or its watchdog needs it
+// (shared_ptr); used only on its worker's thread.
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    Connection(Worker& worker, tcp::socket socket, bool admitted);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Spawns the session coroutine on the worker's io_context.
+    void start();
+    // The server began to stop: a connection waiting for its next request, or only draining
+    // before close, is closed now; one busy with a request finishes it (answering with
+    // Connection: close) and then ends.
+    void on_shutdown();
+    // The shutdown grace is over: closes the socket and cancels whatever the session awaits,
+    // the Dispatcher's handler included (terminal cancellation).
+    void force_close();
+
+private:
+    enum class State { kIdle, kReading, kHandling, kWriting, kClosing };
+
+    // One request/response exchange; `request` is filled as far as the request was read.
+    struct Exchange {
+        Request request;
+        Clock::time_point start;
+        unsigned version = 11;
+        bool keep_alive = false;
+        bool head = false;
+    };
+
+    asio::awaitable<void> serve();
+    asio::awaitable<void> reject();
+    // Reads, dispatches and answers one request; true when the connection may serve another.
+    asio::awaitable<bool> serve_one();
+    // Answers a failed read when an answer is due (408, 431, 413, 400); always returns false.
+    asio::awaitable<bool> fail_read(error_code ec, bool got_bytes, Exchange& exchange);
+    // Writes `response` with Connection: close, drains the input for a while, returns false.
+    asio::awaitable<bool> answer_and_close(Response response, Exchange& exchange);
+    // Writes `response` with the server's headers within `timeout`; true when the connection
+    // stays open (written, and both sides want keep-alive).
+    asio::awaitable<bool> send(Response response, Exchange& exchange, Clock::duration timeout,
+                               bool log_access);
+    // Half-closes and discards input until EOF, kLingerMaxBytes or `timeout`.
+    asio::awaitable<void> linger(Clock::duration timeout);
+
+    // Sets the deadline of the current phase; the watchdog cancels the socket's operation when
+    // it passes (except while the Dispatcher handles the request) and sets timed_out_.
+    void set_deadline(Clock::duration timeout);
+    void arm_watchdog();
+    void on_watchdog();
+    // The route's body limit; nullopt when the Dispatcher threw (logged).
+    std::optional<std::size_t> route_body_limit(const Request& request);
+    void log_exception(const Request& request, const char* what) const;
+    void access_log(const Exchange& exchange, int status, std::size_t body_bytes,
+                    std::string_view user) const;
+    // Ends the connection: stops the watchdog and closes the socket. Idempotent.
+    void finish();
+
+    Worker& worker_;
+    Shared& shared_;
+    tcp::socket socket_;
+    asio::steady_timer timer_;   // the watchdog
+    beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
+    std::string remote_ip_;
+    // Bound to the session's co_spawn; shared with its completion handler, which must keep the
+    // signal alive while the coroutine can still be cancelled.
+    std::shared_ptr<asio::cancellation_signal> cancel_;
+    Clock::time_point deadline_ = Clock::time_point::max();
+    State state_ = State::kIdle;
+    const bool admitted_;
+    bool timed_out_ = false;
+    bool closed_ = false;
+    bool forced_ = false;
+};
+
+// One network thread's share of the server: an io_context, its acceptor bound with SO_REUSEPORT
+// to the common address, and the connections it accepted. Everything but the constructor,
+// listen() and run() runs on the worker's own thread.
+class Worker {
+public:
+    explicit Worker(Shared& shared) : shared_(shared) {}
+    ~Worker() { destroying_ = true; }  // handlers destroyed with ioc_ must not touch the timer
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // Opens, binds (SO_REUSEADDR + SO_REUSEPORT) and listens; an Error naming the failed step.
+    Result<void> listen(const tcp::endpoint& endpoint);
+    std::uint16_t local_port() const;
+    // Spawns the accept loop; call before run().
+    void start_accepting();
+    // The thread body: runs the io_context until it runs out of work (after shutdown).
+    void run();
+    // Stops accepting and starts the shutdown of this worker's connections (see Server::stop).
+    void begin_shutdown();
+
+    bool stopping() const { return stopping_; }
+    Shared& shared() { return shared_; }
+    asio::io_context& context() { return ioc_; }
+    void add(Connection* connection, bool admitted);
+    void remove(Connection* connection, bool admitted);
+
+private:
+    asio::awaitable<void> accept_loop();
+    // Counts the connection against max_connections and starts it (or its 503).
+    void admit(tcp::socket socket);
+    // Log at most once a second (with a count): a flood must not become a log flood.
+    void note_accept_error(const error_code& ec);
+    void note_rejected();
+    void on_grace_expired();
+    std::vector<std::shared_ptr<Connection>> snapshot();
+
+    Shared& shared_;
+    std::unordered_set<Connection*> connections_;
+    std::size_t rejecting_ = 0;
+    std::size_t rejected_unlogged_ = 0;
+    Clock::time_point next_reject_log_{};
+    std::size_t accept_errors_unlogged_ = 0;
+    Clock::time_point next_accept_log_{};
+    bool stopping_ = false;
+    bool destroying_ = false;
+    // Declared after connections_ so that connections destroyed with the io_context's pending
+    // handlers can still unregister; the I/O objects below are destroyed before ioc_.
+    asio::io_context ioc_{1};
+    tcp::acceptor acceptor_{ioc_};
+    asio::steady_timer shutdown_timer_{ioc_};
+};
+
+// ---- Connection ----------------------------------------------------------------------------
+
+Connection::Connection(Worker& worker, tcp::socket socket, bool admitted)
+    : worker_(worker),
+      shared_(worker.shared()),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      cancel_(std::make_shared<asio::cancellation_signal>()),
+      admitted_(admitted) {
+    error_code ec;
+    auto peer = socket_.remote_endpoint(ec);
+    remote_ip_ = ec ? std::string("-") : peer.address().to_string();
+    worker_.add(this, admitted_);
+}
+
+Connection::~Connection() { worker_.remove(this, admitted_); }
+
+void Connection::start() {
+    // The completion handler owns the connection and the cancellation signal until the
+    // coroutine is done.
+    auto done = [self = shared_from_this(), cancel = cancel_](const std::exception_ptr& e) {
+        if (e) log_escaped_exception(e);
+        self->finish();
+    };
+    asio::co_spawn(socket_.get_executor(), admitted_ ? serve() : reject(),
+                   asio::bind_cancellation_slot(cancel_->slot(), std::move(done)));
+}
+
+void Connection::on_shutdown() {
+    if (state_ == State::kIdle || state_ == State::kClosing || !admitted_) {
+        error_code ec;
+        socket_.close(ec);
+    }
+}
+
+void Connection::force_close() {
+    forced_ = true;
+    error_code ec;
+    socket_.close(ec);
+    cancel_->emit(asio::cancellation_type::terminal);
+}
+
+void Connection::finish() {
+    if (closed_) return;
+    closed_ = true;
+    timer_.cancel();
+    error_code ec;
+    socket_.close(ec);
+}
+
+void Connection::set_deadline(Clock::duration timeout) {
+    timed_out_ = false;
+    deadline_ = Clock::now() + timeout;
+    // A later deadline needs no timer operation: the watchdog wakes at the old expiry and
+    // re-arms. An earlier one cancels the pending wait; the watchdog then re-arms at once.
+    if (deadline_ < timer_.expiry()) timer_.expires_at(deadline_);
+}
+
+void Connection::arm_watchdog() {
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this()](error_code) { self->on_watchdog(); });
+}
+
+void Connection::on_watchdog() {
+    if (closed_) return;
+    if (deadline_ <= Clock::now()) {
+        // While the Dispatcher works the connection has no deadline (a /sync may wait long);
+        // the phase's deadline simply lapses.
+        if (state_ != State::kHandling) {
+            timed_out_ = true;
+            error_code ec;
+            socket_.cancel(ec);
+        }
+        deadline_ = Clock::time_point::max();
+    }
+    arm_watchdog();
+}
+
+asio::awaitable<void> Connection::serve() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    arm_watchdog();
+    const ServerLimits& limits = shared_.options.limits;
+    while (!worker_.stopping()) {
+        if (buffer_.size() == 0) {
+            // Wait for the next request's first byte without reading it: an idle keep-alive
+            // connection holds no parser, and its timeout ends it without an answer.
+            state_ = State::kIdle;
+            if (buffer_.capacity() > kIdleBufferKeep) buffer_.shrink_to_fit();
+            set_deadline(limits.idle_timeout);
+            auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
+            if (ec || timed_out_ || worker_.stopping()) break;
+        }
+        if (!co_await serve_one()) break;
+    }
+    finish();
+}
+
+asio::awaitable<void> Connection::reject() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    arm_watchdog();
+    const auto start = Clock::now();
+    Exchange exchange;
+    exchange.start = start;
+    exchange.request.request_id = next_request_id();
+    // The request is not read: answering at once keeps the cost of a flood to one small write.
+    co_await send(error_response(errors::unavailable("Too many connections", 5)), exchange,
+                  kRejectTimeout, false);
+    const auto left = kRejectTimeout - (Clock::now() - start);
+    if (left > Clock::duration::zero()) co_await linger(left);
+    finish();
+}
+
+asio::awaitable<bool> Connection::serve_one() {
+    const ServerLimits& limits = shared_.options.limits;
+    Exchange exchange;
+    exchange.start = Clock::now();
+    Request& request = exchange.request;
+    request.request_id = next_request_id();
+    request.remote_ip = remote_ip_;
+    state_ = State::kReading;
+    set_deadline(limits.request_timeout);  // for the whole request, header and body
+
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    // No body limit while the header is read: the route's limit is known only once the path is,
+    // and Beast would otherwise check Content-Length against its 1 MiB default.
+    parser.body_limit(boost::none);
+    {
+        auto [ec, n] = co_await bhttp::async_read_header(socket_, buffer_, parser, kUseTuple);
+        if (ec || timed_out_) {
+            co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
+        }
+    }
+
+    auto& message = parser.get();
+    exchange.version = message.version();
+    exchange.keep_alive = parser.keep_alive();
+    exchange.head = message.method() == bhttp::verb::head;
+    request.method = to_method(message.method());
+    request.method_text = std::string_view(message.method_string());
+    request.target = std::string_view(message.target());
+    if (!parse_target(request)) {
+        co_return co_await answer_and_close(
+            server_error(400, "M_UNRECOGNIZED", "Invalid request target"), exchange);
+    }
+    request.authorization = std::string_view(message[bhttp::field::authorization]);
+    request.content_type = std::string_view(message[bhttp::field::content_type]);
+    request.forwarded_for = std::string_view(message["X-Forwarded-For"]);
+    request.user_agent = std::string_view(message[bhttp::field::user_agent]);
+
+    const std::optional<std::size_t> body_limit = route_body_limit(request);
+    if (!body_limit) {
+        co_return co_await answer_and_close(internal_error(request.request_id), exchange);
+    }
+    if (auto length = parser.content_length(); length && *length > *body_limit) {
+        // Refused before a byte of the body is read (and before any 100 Continue).
+        co_return co_await answer_and_close(
+            server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
+    }
+    parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // checked per chunk if chunked
+    if (!parser.is_done()) {
+        if (exchange.version == 11 &&
+            beast::iequals(message[bhttp::field::expect], "100-continue")) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            auto [ec, n] = co_await asio::async_write(
+                socket_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+            if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
+        }
+        auto [ec, n] = co_await bhttp::async_read(socket_, buffer_, parser, kUseTuple);
+        if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
+    }
+    request.body = std::move(message.body());
+
+    state_ = State::kHandling;
+    std::optional<Response> response;
+    try {
+        response = shared_.dispatcher.handle_now(request);
+        if (!response) response = co_await shared_.dispatcher.handle(request);
+    } catch (const std::exception& e) {
+        log_exception(request, e.what());
+    } catch (...) {
+        log_exception(request, "unknown exception");
+    }
+    if (!response) response = internal_error(request.request_id);
+    co_return co_await send(std::move(*response), exchange, limits.write_timeout, true);
+}
+
+asio::awaitable<bool> Connection::fail_read(error_code ec, bool got_bytes, Exchange& exchange) {
+    if (timed_out_) {
+        // The client began a request but did not finish it in time. (Without a byte received
+        // there is nobody to answer.)
+        if (!got_bytes) co_return false;
+        co_return co_await answer_and_close(server_error(408, "M_UNKNOWN", "Request timed out"),
+                                            exchange);
+    }
+    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+        co_return co_await answer_and_close(
+            server_error(431, "M_TOO_LARGE", "Request headers too large"), exchange);
+    }
+    if (ec == bhttp::error::body_limit) {
+        co_return co_await answer_and_close(
+            server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
+    }
+    // EOF between requests or in the middle of one: the client went away.
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) co_return false;
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+        co_return co_await answer_and_close(server_error(400, "M_UNKNOWN", "Bad request"),
+                                            exchange);
+    }
+    co_return false;  // reset, aborted by shutdown...: nothing can be answered
+}
+
+asio::awaitable<bool> Connection::answer_and_close(Response response, Exchange& exchange) {
+    exchange.keep_alive = false;
+    co_await send(std::move(response), exchange, shared_.options.limits.write_timeout, true);
+    co_await linger(kLingerTimeout);
+    co_return false;
+}
+
+asio::awaitable<bool> Connection::send(Response response, Exchange& exchange,
+                                       Clock::duration timeout, bool log_access) {
+    state_ = State::kWriting;
+    set_deadline(timeout);
+    if (response.status < 100 || response.status > 999) {
+        log::app()->error("request {}: handler returned invalid HTTP status {}",
+                          exchange.request.request_id, response.status);
+        response = internal_error(exchange.request.request_id);
+    }
+    const int status = response.status;
+    // 1xx, 204 and 304 have no body and no Content-Length (RFC 9110 8.6).
+    const bool bodyless_status = status < 200 || status == 204 || status == 304;
+    if (bodyless_status) response.body.clear();
+    const bool keep_alive = exchange.keep_alive && !worker_.stopping();
+
+    bhttp::response<bhttp::string_body> res;
+    res.version(exchange.version);
+    res.result(static_cast<unsigned>(status));
+    if (!response.content_type.empty() && !(bodyless_status && response.body.empty())) {
+        res.set(bhttp::field::content_type, response.content_type);
+    }
+    if (!bodyless_status) res.content_length(response.body.size());
+    for (const auto& [name, value] : response.headers) {
+        if (is_writable_header(name, value)) {
+            res.insert(name, value);
+        } else {
+            log::app()->warn("request {}: dropped invalid response header {:?}",
+                             exchange.request.request_id, name);
+        }
+    }
+    res.set("X-Request-Id", exchange.request.request_id);
+    for (const HeaderField& header : cors_headers()) res.set(header.name, header.value);
+    res.keep_alive(keep_alive);
+    // HEAD: the headers of the GET answer, Content-Length included, without its body.
+    const std::size_t body_bytes = exchange.head ? 0 : response.body.size();
+    if (!exchange.head) res.body() = std::move(response.body);
+
+    error_code ec;
+    if (res.body().empty()) {
+        bhttp::response_serializer<bhttp::string_body> serializer{res};
+        auto [write_ec, n] = co_await bhttp::async_write_header(socket_, serializer, kUseTuple);
+        ec = write_ec;
+    } else {
+        auto [write_ec, n] = co_await bhttp::async_write(socket_, res, kUseTuple);
+        ec = write_ec;
+    }
+    if (log_access) access_log(exchange, status, body_bytes, response.log_user);
+    co_return !ec && !timed_out_ && keep_alive && !res.need_eof();
+}
+
+asio::awaitable<void> Connection::linger(Clock::duration timeout) {
+    state_ = State::kClosing;
+    if (worker_.stopping() || !socket_.is_open()) co_return;
+    error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    set_deadline(timeout);
+    buffer_.clear();
+    for (std::size_t drained = 0; drained < kLingerMaxBytes;) {
+        auto [read_ec, n] =
+            co_await socket_.async_read_some(buffer_.prepare(kLingerChunk), kUseTuple);
+        if (read_ec || timed_out_) break;
+        drained += n;  // never committed: dropped
+    }
+}
+
+std::optional<std::size_t> Connection::route_body_limit(const Request& request) {
+    try {
+        return shared_.dispatcher.body_limit(request.method, request.path)
+            .value_or(shared_.options.limits.default_body_bytes);
+    } catch (const std::exception& e) {
+        log_exception(request, e.what());
+    } catch (...) {
+        log_exception(request, "unknown exception");
+    }
+    return std::nullopt;
+}
+
+void Connection::log_exception(const Request& request, const char* what) const {
+    // After the grace period the handler was cancelled on purpose: not an error.
+    if (forced_) return;
+    log::app()->error("request {} ({} {}) failed with an exception: {}", request.request_id,
+                      request.method_text, log::redact_target(request.target), what);
+}
+
+void Connection::access_log(const Exchange& exchange, int status, std::size_t body_bytes,
+                            std::string_view user) const {
+    if (!shared_.options.access_log) return;
+    const Request& request = exchange.request;
+    const auto latency_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - exchange.start)
+            .count();
+    // The target may carry access_token in its query: only the redacted form is logged, and
+    // neither headers nor bodies ever are.
+    const std::string target = request.target.empty() ? "-" : log::redact_target(request.target);
+    const std::string_view method =
+        request.method_text.empty() ? std::string_view("-") : request.method_text;
+    if (user.empty()) {
+        log::access()->info("{} {} {} {}B {}us id={} ip={}", method, target, status, body_bytes,
+                            latency_us, request.request_id, remote_ip_);
+    } else {
+        log::access()->info("{} {} {} {}B {}us id={} ip={} user={}", method, target, status,
+                            body_bytes, latency_us, request.request_id, remote_ip_, user);
+    }
+}
+
+// ---- Worker --------------------------------------------------------------------------------
+
+Result<void> Worker::listen(const tcp::endpoint& endpoint) {
+    error_code ec;
+    const char* step = "open";
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) {
+        step = "setsockopt";
+        acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) acceptor_.set_option(ReusePort(true), ec);
+    if (!ec) {
+        step = "bind";
+        acceptor_.bind(endpoint, ec);
+    }
+    if (!ec) {
+        step = "listen";
+        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (!ec) return {};
+    error_code ignored;
+    acceptor_.close(ignored);
+    return errors::internal("cannot listen on " + endpoint.address().to_string() + ":" +
+                            std::to_string(endpoint.port()) + ": " + step + ": " + ec.message());
+}
+
+std::uint16_t Worker::local_port() const {
+    error_code ec;
+    auto endpoint = acceptor_.local_endpoint(ec);
+    return ec ? 0 : endpoint.port();
+}
+
+void Worker::start_accepting() {
+    asio::co_spawn(ioc_, accept_loop(), [](const std::exception_ptr& e) {
+        if (e) log::app()->error("HTTP accept loop ended by an exception");
+    });
+}
+
+void Worker::run() {
+    for (;;) {
+        try {
+            ioc_.run();
+            return;
+        } catch (const std::exception& e) {
+            log::app()->error("HTTP network thread: unexpected exception: {}", e.what());
+        } catch (...) {
+            log::app()->error("HTTP network thread: unexpected unknown exception");
+        }
+    }
+}
+
+asio::awaitable<void> Worker::accept_loop() {
+    asio::steady_timer backoff(ioc_);
+    while (!stopping_) {
+        auto [ec, socket] = co_await acceptor_.async_accept(kUseTuple);
+        if (stopping_) break;
+        bool failed = static_cast<bool>(ec);
+        if (failed) {
+            note_accept_error(ec);
+        } else {
+            try {
+                admit(std::move(socket));
+            } catch (const std::exception& e) {
+                log::app()->error("HTTP accept: cannot start a connection: {}", e.what());
+                failed = true;
+            }
+        }
+        if (failed) {
+            backoff.expires_after(kAcceptBackoff);
+            co_await backoff.async_wait(kUseTuple);
+        }
+    }
+}
+
+void Worker::admit(tcp::socket socket) {
+    error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    auto& open = shared_.open_connections;
+    const bool admitted =
+        open.fetch_add(1, std::memory_order_relaxed) < shared_.options.limits.max_connections;
+    if (!admitted) {
+        open.fetch_sub(1, std::memory_order_relaxed);
+        note_rejected();
+        if (rejecting_ >= kMaxRejecting) return;  // flood: the socket closes unanswered
+    }
+    std::shared_ptr<Connection> connection;
+    try {
+        connection = std::make_shared<Connection>(*this, std::move(socket), admitted);
+    } catch (...) {
+        if (admitted) open.fetch_sub(1, std::memory_order_relaxed);
+        throw;
+    }
+    connection->start();
+}
+
+void Worker::note_accept_error(const error_code& ec) {
+    ++accept_errors_unlogged_;
+    const auto now = Clock::now();
+    if (now < next_accept_log_) return;
+    log::app()->error(
+        "HTTP accept failed: {} ({} time(s) since the last report); backing off {} ms",
+        ec.message(), accept_errors_unlogged_, kAcceptBackoff.count());
+    accept_errors_unlogged_ = 0;
+    next_accept_log_ = now + std::chrono::seconds(1);
+}
+
+void Worker::note_rejected() {
+    ++rejected_unlogged_;
+    const auto now = Clock::now();
+    if (now < next_reject_log_) return;
+    log::app()->warn("HTTP: {} connection(s) refused with 503: {} connections open (limit {})",
+                     rejected_unlogged_, shared_.open_connections.load(std::memory_order_relaxed),
+                     shared_.options.limits.max_connections);
+    rejected_unlogged_ = 0;
+    next_reject_log_ = now + std::chrono::seconds(1);
+}
+
+void Worker::add(Connection* connection, bool admitted) {
+    connections_.insert(connection);
+    if (!admitted) ++rejecting_;
+}
+
+void Worker::remove(Connection* connection, bool admitted) {
+    connections_.erase(connection);
+    if (admitted) {
+        shared_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+        --rejecting_;
+    }
+    // The last connection gone: nothing left to wait for, let the io_context run out.
+    if (stopping_ && connections_.empty() && !destroying_) shutdown_timer_.cancel();
+}
+
+std::vector<std::shared_ptr<Connection>> Worker::snapshot() {
+    // Closing sockets never runs handlers inline, but copying first keeps the iteration safe
+    // against any unregistering while it runs.
+    std::vector<std::shared_ptr<Connection>> out;
+    out.reserve(connections_.size());
+    for (Connection* c : connections_) out.push_back(c->shared_from_this());
+    return out;
+}
+
+void Worker::begin_shutdown() {
+    if (stopping_) return;
+    stopping_ = true;
+    error_code ec;
+    acceptor_.close(ec);
+    for (auto& connection : snapshot()) connection->on_shutdown();
+    if (connections_.empty()) return;
+    shutdown_timer_.expires_after(shared_.options.limits.shutdown_grace);
+    shutdown_timer_.async_wait([this](error_code wait_ec) {
+        if (!wait_ec) on_grace_expired();
+    });
+}
+
+void Worker::on_grace_expired() {
+    for (auto& connection : snapshot()) connection->force_close();
+    if (connections_.empty()) return;
+    shutdown_timer_.expires_after(kHardStopDelay);
+    shutdown_timer_.async_wait([this](error_code ec) {
+        if (ec) return;
+        log::app()->warn(
+            "HTTP: {} request(s) still running {} ms after the shutdown grace; "
+            "stopping the network thread",
+            connections_.size(), kHardStopDelay.count());
+        ioc_.stop();
+    });
+}
+
+}  // namespace
+
+// ---- Server --------------------------------------------------------------------------------
+
+struct Server::Impl {
+    Impl(ServerOptions options, Dispatcher& dispatcher) : shared(std::move(options), dispatcher) {}
+
+    Result<void> start();
+    void stop();
+    void wait();
+
+    Shared shared;
+    std::atomic<std::uint16_t> port{0};
+    std::mutex mutex;
+    // guarded by mutex:
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<std::thread> threads;
+    bool started = false;
+    bool stop_requested = false;
+};
+
+Result<void> Server::Impl::start() {
+    std::lock_guard lock(mutex);
+    if (started || stop_requested)
+        return errors::internal("HTTP server already started or stopped");
+    error_code ec;
+    const auto address = asio::ip::make_address(shared.options.address, ec);
+    if (ec) return errors::internal("invalid listen address '" + shared.options.address + "'");
+    unsigned count = shared.options.threads;
+    if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+
+    // Bind everything before starting anything. With port 0 the first acceptor picks the port
+    // and the others join it through SO_REUSEPORT.
+    std::vector<std::unique_ptr<Worker>> bound;
+    std::uint16_t chosen = shared.options.port;
+    for (unsigned i = 0; i < count; ++i) {
+        auto worker = std::make_unique<Worker>(shared);
+        if (auto r = worker->listen(tcp::endpoint(address, chosen)); !r) return r.error();
+        if (i == 0) chosen = worker->local_port();
+        bound.push_back(std::move(worker));
+    }
+    port = chosen;
+    workers = std::move(bound);
+    for (auto& worker : workers) worker->start_accepting();
+    try {
+        for (auto& worker : workers) threads.emplace_back([w = worker.get()] { w->run(); });
+    } catch (const std::system_error& e) {
+        // Unwind the threads already running; nothing stays started.
+        stop_requested = true;
+        for (std::size_t i = 0; i < threads.size(); ++i) {
+            asio::post(workers[i]->context(), [w = workers[i].get()] { w->begin_shutdown(); });
+        }
+        for (auto& thread : threads) thread.join();
+        threads.clear();
+        return errors::internal(std::string("cannot start the HTTP threads: ") + e.what());
+    }
+    started = true;
+    return {};
+}
+
+void Server::Impl::stop() {
+    std::lock_guard lock(mutex);
+    if (stop_requested) return;
+    stop_requested = true;
+    for (auto& worker : workers) {
+        asio::post(worker->context(), [w = worker.get()] { w->begin_shutdown(); });
+    }
+}
+
+void Server::Impl::wait() {
+    std::vector<std::thread> joining;
+    {
+        std::lock_guard lock(mutex);
+        joining.swap(threads);
+    }
+    for (auto& thread : joining) thread.join();
+}
+
+Server::Server(ServerOptions options, Dispatcher& dispatcher)
+    : impl_(std::make_unique<Impl>(std::move(options), dispatcher)) {}
+
+Server::~Server() {
+    stop();
+    wait();
+}
+
+Result<void> Server::start() { return impl_->start(); }
+
+std::uint16_t Server::port() const { return impl_->port.load(); }
+
+void Server::stop() { impl_->stop(); }
+
+void Server::wait() { impl_->wait(); }
+
+std::size_t Server::open_connections() const {
+    return impl_->shared.open_connections.load(std::memory_order_relaxed);
+}
+
+}  // namespace myelin::http
