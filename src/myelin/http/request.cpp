@@ -4,14 +4,22 @@ namespace myelin::http {
 
 std::string_view method_name(Method m) {
     switch (m) {
-        case Method::kGet: return "GET";
-        case Method::kPost: return "POST";
-        case Method::kPut: return "PUT";
-        case Method::kDelete: return "DELETE";
-        case Method::kOptions: return "OPTIONS";
-        case Method::kHead: return "HEAD";
-        case Method::kPatch: return "PATCH";
-        case Method::kOther: return "OTHER";
+        case Method::kGet:
+            return "GET";
+        case Method::kPost:
+            return "POST";
+        case Method::kPut:
+            return "PUT";
+        case Method::kDelete:
+            return "DELETE";
+        case Method::kOptions:
+            return "OPTIONS";
+        case Method::kHead:
+            return "HEAD";
+        case Method::kPatch:
+            return "PATCH";
+        case Method::kOther:
+            return "OTHER";
     }
     return "OTHER";
 }

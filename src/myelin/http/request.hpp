@@ -24,13 +24,13 @@ struct Request {
     std::string path;         // percent-decoded path, no query
     std::string raw_path;     // path as sent (still percent-encoded)
     std::vector<std::pair<std::string, std::string>> query;  // decoded query parameters
-    std::string authorization;   // the Authorization header, empty if absent
-    std::string content_type;    // the Content-Type header, empty if absent
-    std::string forwarded_for;   // X-Forwarded-For, empty if absent
+    std::string authorization;  // the Authorization header, empty if absent
+    std::string content_type;   // the Content-Type header, empty if absent
+    std::string forwarded_for;  // X-Forwarded-For, empty if absent
     std::string user_agent;
     std::string body;
-    std::string remote_ip;       // the peer address of the connection
-    std::string request_id;      // unique per request, echoed in X-Request-Id and the access log
+    std::string remote_ip;   // the peer address of the connection
+    std::string request_id;  // unique per request, echoed in X-Request-Id and the access log
     std::vector<std::string> path_params;  // filled by the router: decoded {placeholders}
 
     // The first query parameter named `name`, or nullopt.

@@ -22,19 +22,19 @@
 namespace myelin::http {
 
 struct ServerLimits {
-    std::size_t max_header_bytes = 16 * 1024;        // larger: 431
-    std::size_t default_body_bytes = 64 * 1024;      // for routes without their own limit: 413
+    std::size_t max_header_bytes = 16 * 1024;           // larger: 431
+    std::size_t default_body_bytes = 64 * 1024;         // for routes without their own limit: 413
     std::chrono::milliseconds request_timeout{30'000};  // to read one whole request: 408
     std::chrono::milliseconds idle_timeout{75'000};     // keep-alive wait for the next request
     std::chrono::milliseconds write_timeout{30'000};
-    std::size_t max_connections = 10'000;            // beyond: 503 + Retry-After, then close
+    std::size_t max_connections = 10'000;              // beyond: 503 + Retry-After, then close
     std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests may finish within this
 };
 
 struct ServerOptions {
     std::string address = "127.0.0.1";
-    std::uint16_t port = 8008;   // 0: pick a free port (see Server::port())
-    unsigned threads = 0;        // network threads; 0: one per core
+    std::uint16_t port = 8008;  // 0: pick a free port (see Server::port())
+    unsigned threads = 0;       // network threads; 0: one per core
     ServerLimits limits;
     bool access_log = true;
 };
