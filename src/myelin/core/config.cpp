@@ -14,7 +14,9 @@
 namespace myelin {
 namespace {
 
-Error config_error(std::string message) { return errors::make(500, "M_UNKNOWN", std::move(message)); }
+Error config_error(std::string message) {
+    return errors::make(500, "M_UNKNOWN", std::move(message));
+}
 
 std::string describe(const toml::node& node) {
     std::ostringstream out;
@@ -75,6 +77,32 @@ public:
         return {};
     }
 
+    Result<void> strings(std::string_view key, std::vector<std::string>& out) {
+        const toml::node* node = find(key);
+        if (!node) return {};
+        const toml::array* array = node->as_array();
+        if (!array) return bad(key, *node, "an array of strings");
+        std::vector<std::string> values;
+        for (const auto& item : *array) {
+            auto s = item.as_string();
+            if (!s) return bad(key, *node, "an array of strings");
+            values.push_back(s->get());
+        }
+        out = std::move(values);
+        return {};
+    }
+
+    Result<void> rate(std::string_view key, double& out) {
+        const toml::node* node = find(key);
+        if (!node) return {};
+        double value = -1;
+        if (auto f = node->as_floating_point()) value = f->get();
+        if (auto i = node->as_integer()) value = static_cast<double>(i->get());
+        if (!(value > 0) || value > 1e9) return bad(key, *node, "a number greater than zero");
+        out = value;
+        return {};
+    }
+
     Result<void> duration(std::string_view key, std::chrono::milliseconds& out, bool allow_zero) {
         const toml::node* node = find(key);
         if (!node) return {};
@@ -130,10 +158,10 @@ bool valid_server_name(std::string_view name) {
 Result<void> read_all(Reader& r, Config& c) {
     auto check = [](Result<void> res) { return res; };
     Result<void> res;
-#define MYELIN_READ(expr)          \
-    do {                           \
-        res = check(expr);         \
-        if (!res) return res;      \
+#define MYELIN_READ(expr)     \
+    do {                      \
+        res = check(expr);    \
+        if (!res) return res; \
     } while (false)
     MYELIN_READ(r.string("server_name", c.server_name));
     if (!valid_server_name(c.server_name)) {
@@ -152,29 +180,45 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.string("secrets.key_file", key_file));
     MYELIN_READ(r.boolean("registration.enabled", c.registration.enabled));
     MYELIN_READ(r.boolean("registration.allow_guests", c.registration.allow_guests));
+    MYELIN_READ(r.boolean("registration.requires_token", c.registration.requires_token));
     MYELIN_READ(r.duration("tokens.access_token_lifetime", c.tokens.access_token_lifetime, false));
     MYELIN_READ(r.duration("tokens.nonrefreshable_access_token_lifetime",
                            c.tokens.nonrefreshable_access_token_lifetime, true));
     MYELIN_READ(r.duration("tokens.session_idle_timeout", c.tokens.session_idle_timeout, true));
-    MYELIN_READ(r.duration("tokens.session_absolute_lifetime", c.tokens.session_absolute_lifetime,
-                           true));
-    MYELIN_READ(r.boolean("tokens.refresh_reuse_revokes_session",
-                          c.tokens.refresh_reuse_revokes_session));
+    MYELIN_READ(
+        r.duration("tokens.session_absolute_lifetime", c.tokens.session_absolute_lifetime, true));
+    MYELIN_READ(
+        r.boolean("tokens.refresh_reuse_revokes_session", c.tokens.refresh_reuse_revokes_session));
     MYELIN_READ(r.integer("passwords.argon2_memory_kib", c.passwords.argon2_memory_kib, 1024,
                           4 * 1024 * 1024));
     MYELIN_READ(r.integer("passwords.argon2_iterations", c.passwords.argon2_iterations, 1, 64));
     MYELIN_READ(r.integer("passwords.hashing_threads", c.passwords.hashing_threads, 0, 256));
     MYELIN_READ(r.integer("passwords.hashing_queue", c.passwords.hashing_queue, 1, 1'000'000));
     MYELIN_READ(r.integer("passwords.max_length", c.passwords.max_length, 8, 65536));
-    MYELIN_READ(r.integer("limits.max_header_bytes", c.limits.max_header_bytes, 1024,
-                          1024 * 1024));
-    MYELIN_READ(r.integer("limits.max_body_bytes", c.limits.max_body_bytes, 1024,
-                          64 * 1024 * 1024));
+    MYELIN_READ(r.integer("limits.max_header_bytes", c.limits.max_header_bytes, 1024, 1024 * 1024));
+    MYELIN_READ(
+        r.integer("limits.max_body_bytes", c.limits.max_body_bytes, 1024, 64 * 1024 * 1024));
     MYELIN_READ(r.duration("limits.request_timeout", c.limits.request_timeout, false));
     MYELIN_READ(r.duration("limits.idle_timeout", c.limits.idle_timeout, false));
     MYELIN_READ(r.integer("limits.max_connections", c.limits.max_connections, 1, 1'000'000));
     MYELIN_READ(r.duration("limits.shutdown_grace", c.limits.shutdown_grace, true));
     MYELIN_READ(r.boolean("rate_limits.enabled", c.rate_limits.enabled));
+    MYELIN_READ(r.strings("rate_limits.trusted_proxies", c.rate_limits.trusted_proxies));
+    MYELIN_READ(r.strings("rate_limits.exempt_users", c.rate_limits.exempt_users));
+    {
+        auto& rl = c.rate_limits;
+        const std::pair<const char*, BucketConfig*> buckets[] = {
+            {"client_ip", &rl.client_ip},       {"login", &rl.login},
+            {"failed_login", &rl.failed_login}, {"registration", &rl.registration},
+            {"refresh", &rl.refresh},           {"token_validity", &rl.token_validity}};
+        for (const auto& [name, bucket] : buckets) {
+            MYELIN_READ(r.rate(fmt::format("rate_limits.{}_per_second", name), bucket->per_second));
+            MYELIN_READ(r.rate(fmt::format("rate_limits.{}_burst", name), bucket->burst));
+        }
+    }
+    MYELIN_READ(r.boolean("metrics.enabled", c.metrics.enabled));
+    MYELIN_READ(r.string("metrics.address", c.metrics.address));
+    MYELIN_READ(r.integer("metrics.port", c.metrics.port, 0, 65535));
     MYELIN_READ(r.string("logging.level", c.logging.level));
     MYELIN_READ(r.boolean("logging.access_log", c.logging.access_log));
 #undef MYELIN_READ
@@ -229,7 +273,8 @@ Result<void> read_all(Reader& r, Config& c) {
         return config_error(fmt::format(
             "config key 'tokens.session_absolute_lifetime' has the value \"{}\"; expected \"0\" or "
             "a duration at least as long as tokens.access_token_lifetime (\"{}\")",
-            format_duration(t.session_absolute_lifetime), format_duration(t.access_token_lifetime)));
+            format_duration(t.session_absolute_lifetime),
+            format_duration(t.access_token_lifetime)));
     }
     if (t.session_idle_timeout.count() > 0 && t.session_idle_timeout <= t.access_token_lifetime) {
         return config_error(fmt::format(
@@ -259,10 +304,10 @@ Result<Config> parse_config(std::string_view toml_text, const std::filesystem::p
     if (!res) return res.error();
     auto unknown = reader.unknown_keys();
     if (!unknown.empty()) {
-        return config_error(fmt::format(
-            "config key '{}' is not a known setting; expected only the keys that "
-            "`myelin generate-config` lists",
-            unknown.front()));
+        return config_error(
+            fmt::format("config key '{}' is not a known setting; expected only the keys that "
+                        "`myelin generate-config` lists",
+                        unknown.front()));
     }
     return config;
 }
@@ -356,6 +401,8 @@ key_file = ""
 # registration tokens) before exposing it.
 enabled = true
 allow_guests = false
+# Registration needs a registration token (create them with `myelin admin registration-token`).
+requires_token = false
 
 [tokens]
 # Access-token lifetime for clients that asked for refresh tokens (refresh_token: true).
@@ -391,7 +438,31 @@ max_connections = 10000
 shutdown_grace = "10s"
 
 [rate_limits]
+# Token buckets: <class>_per_second refill, up to <class>_burst. A refused request gets 429
+# M_LIMIT_EXCEEDED with retry_after_ms and a Retry-After header.
 enabled = true
+# X-Forwarded-For is believed only from these peers (your reverse proxies).
+trusted_proxies = []
+# Users (full MXIDs) exempt from every limit, login included: bots that sign in on every run.
+exempt_users = []
+client_ip_per_second = 50.0        # every request, per client IP
+client_ip_burst = 200.0
+login_per_second = 0.5             # login attempts, per client IP
+login_burst = 10.0
+failed_login_per_second = 0.1      # failed logins, per account (unknown names too)
+failed_login_burst = 5.0
+registration_per_second = 0.2      # registrations, per client IP
+registration_burst = 5.0
+refresh_per_second = 2.0           # refreshes, per device (both refresh endpoints)
+refresh_burst = 20.0
+token_validity_per_second = 0.2    # registration-token validity checks, per client IP
+token_validity_burst = 5.0
+
+[metrics]
+# Prometheus text format at http://<address>:<port>/metrics, on its own listener.
+enabled = true
+address = "127.0.0.1"
+port = 9008
 
 [logging]
 # trace, debug, info, warn or error.

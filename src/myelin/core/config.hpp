@@ -32,6 +32,7 @@ struct DatabaseConfig {
 struct RegistrationConfig {
     bool enabled = true;
     bool allow_guests = false;
+    bool requires_token = false;  // registration needs m.login.registration_token
 };
 
 struct TokensConfig {
@@ -64,8 +65,30 @@ struct LimitsConfig {
     std::chrono::milliseconds shutdown_grace{10'000};
 };
 
+// A token bucket: `per_second` tokens refill continuously up to `burst`.
+struct BucketConfig {
+    double per_second = 1.0;
+    double burst = 10.0;
+};
+
 struct RateLimitsConfig {
     bool enabled = true;
+    // Peers whose X-Forwarded-For header is believed (exact IP addresses).
+    std::vector<std::string> trusted_proxies;
+    // Users (full MXIDs) exempt from every limit, login included (bots).
+    std::vector<std::string> exempt_users;
+    BucketConfig client_ip{50.0, 200.0};     // every request, per client IP
+    BucketConfig login{0.5, 10.0};           // login attempts, per client IP
+    BucketConfig failed_login{0.1, 5.0};     // failed logins, per account (known or not)
+    BucketConfig registration{0.2, 5.0};     // registrations, per client IP
+    BucketConfig refresh{2.0, 20.0};         // refreshes, per device (both endpoints)
+    BucketConfig token_validity{0.2, 5.0};   // registration-token validity checks, per IP
+};
+
+struct MetricsConfig {
+    bool enabled = true;
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 9008;
 };
 
 struct LoggingConfig {
@@ -84,6 +107,7 @@ struct Config {
     PasswordsConfig passwords;
     LimitsConfig limits;
     RateLimitsConfig rate_limits;
+    MetricsConfig metrics;
     LoggingConfig logging;
     std::filesystem::path config_dir;  // the folder relative paths resolve against
 };

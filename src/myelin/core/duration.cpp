@@ -15,12 +15,18 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     if (ec != std::errc() || ptr != text.data() + digits) return std::nullopt;
     std::string_view unit = text.substr(digits);
     std::int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    else return std::nullopt;
+    if (unit == "ms")
+        scale = 1;
+    else if (unit == "s")
+        scale = 1000;
+    else if (unit == "m")
+        scale = 60'000;
+    else if (unit == "h")
+        scale = 3'600'000;
+    else if (unit == "d")
+        scale = 86'400'000;
+    else
+        return std::nullopt;
     constexpr std::int64_t kMaxMs = 100LL * 365 * 86'400'000;
     if (value > kMaxMs / scale) return std::nullopt;
     return std::chrono::milliseconds(value * scale);
@@ -29,7 +35,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
 std::string format_duration(std::chrono::milliseconds d) {
     std::int64_t ms = d.count();
     if (ms == 0) return "0";
-    struct Unit { std::int64_t scale; const char* name; };
+    struct Unit {
+        std::int64_t scale;
+        const char* name;
+    };
     static constexpr Unit kUnits[] = {
         {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1000, "s"}, {1, "ms"}};
     for (const auto& u : kUnits) {

@@ -42,20 +42,20 @@ using Result = boost::system::result<T, Error>;
 namespace errors {
 
 Error make(int status, std::string_view errcode, std::string message);
-Error unrecognized(std::string message = "Unrecognized request");      // 404 M_UNRECOGNIZED
-Error method_not_allowed();                                            // 405 M_UNRECOGNIZED
-Error not_json(std::string message = "Content not JSON.");             // 400 M_NOT_JSON
-Error bad_json(std::string message);                                   // 400 M_BAD_JSON
-Error missing_param(std::string message);                              // 400 M_MISSING_PARAM
-Error invalid_param(std::string message);                              // 400 M_INVALID_PARAM
-Error too_large(std::string message = "Request body too large");       // 413 M_TOO_LARGE
-Error forbidden(std::string message);                                  // 403 M_FORBIDDEN
-Error missing_token();                                                 // 401 M_MISSING_TOKEN
+Error unrecognized(std::string message = "Unrecognized request");  // 404 M_UNRECOGNIZED
+Error method_not_allowed();                                        // 405 M_UNRECOGNIZED
+Error not_json(std::string message = "Content not JSON.");         // 400 M_NOT_JSON
+Error bad_json(std::string message);                               // 400 M_BAD_JSON
+Error missing_param(std::string message);                          // 400 M_MISSING_PARAM
+Error invalid_param(std::string message);                          // 400 M_INVALID_PARAM
+Error too_large(std::string message = "Request body too large");   // 413 M_TOO_LARGE
+Error forbidden(std::string message);                              // 403 M_FORBIDDEN
+Error missing_token();                                             // 401 M_MISSING_TOKEN
 Error unknown_token(bool soft_logout, std::string message = "Unknown access token");  // 401
-Error not_found(std::string message);                                  // 404 M_NOT_FOUND
-Error limit_exceeded(int retry_after_ms);                              // 429 M_LIMIT_EXCEEDED
-Error unavailable(std::string message, int retry_after_s = 5);         // 503 M_UNKNOWN + Retry-After
-Error internal(std::string message = "Internal server error");         // 500 M_UNKNOWN
+Error not_found(std::string message);                           // 404 M_NOT_FOUND
+Error limit_exceeded(int retry_after_ms);                       // 429 M_LIMIT_EXCEEDED
+Error unavailable(std::string message, int retry_after_s = 5);  // 503 M_UNKNOWN + Retry-After
+Error internal(std::string message = "Internal server error");  // 500 M_UNKNOWN
 
 }  // namespace errors
 }  // namespace myelin

@@ -61,7 +61,8 @@ void init(std::string_view level) {
     g_app = make("myelin");
     g_access = make("access");
     g_app->set_level(spdlog::level::from_str(std::string(level)));
-    if (g_app->level() == spdlog::level::off && level != "off") g_app->set_level(spdlog::level::info);
+    if (g_app->level() == spdlog::level::off && level != "off")
+        g_app->set_level(spdlog::level::info);
     g_access->set_level(spdlog::level::info);
     g_app->flush_on(spdlog::level::warn);
 }
@@ -86,8 +87,8 @@ void shutdown() {
 }
 
 std::string redact_target(std::string_view target) {
-    static constexpr std::array<std::string_view, 4> kSecretParams = {
-        "access_token", "token", "refresh_token", "password"};
+    static constexpr std::array<std::string_view, 4> kSecretParams = {"access_token", "token",
+                                                                      "refresh_token", "password"};
     auto q = target.find('?');
     if (q == std::string_view::npos) return std::string(target);
     std::string out(target.substr(0, q + 1));

@@ -90,22 +90,26 @@ TEST(Config, DatabaseUrlForms) {
 }
 
 TEST(Config, LifetimeCombinationsThatCannotWorkAreRefused) {
-    auto idle = parse_config("[tokens]\naccess_token_lifetime = \"1h\"\nsession_idle_timeout = \"30m\"\n", "/x");
+    auto idle = parse_config(
+        "[tokens]\naccess_token_lifetime = \"1h\"\nsession_idle_timeout = \"30m\"\n", "/x");
     ASSERT_FALSE(idle);
     EXPECT_NE(idle.error().message.find("tokens.session_idle_timeout"), std::string::npos);
-    auto abs = parse_config("[tokens]\naccess_token_lifetime = \"1h\"\nsession_absolute_lifetime = \"10m\"\n", "/x");
+    auto abs = parse_config(
+        "[tokens]\naccess_token_lifetime = \"1h\"\nsession_absolute_lifetime = \"10m\"\n", "/x");
     ASSERT_FALSE(abs);
     EXPECT_NE(abs.error().message.find("tokens.session_absolute_lifetime"), std::string::npos);
 }
 
 TEST(Config, SurprisingCombinationsWarn) {
-    auto c = parse_config("[tokens]\nsession_absolute_lifetime = \"12h\"\n[listen]\naddress = \"0.0.0.0\"\n", "/x");
+    auto c = parse_config(
+        "[tokens]\nsession_absolute_lifetime = \"12h\"\n[listen]\naddress = \"0.0.0.0\"\n", "/x");
     ASSERT_TRUE(c);
     auto warnings = config_warnings(*c);
     bool absolute = false, open_registration = false;
     for (const auto& w : warnings) {
         absolute = absolute || w.find("session_absolute_lifetime") != std::string::npos;
-        open_registration = open_registration || w.find("registration.enabled") != std::string::npos;
+        open_registration =
+            open_registration || w.find("registration.enabled") != std::string::npos;
     }
     EXPECT_TRUE(absolute);
     EXPECT_TRUE(open_registration);
