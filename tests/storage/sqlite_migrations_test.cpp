@@ -59,8 +59,14 @@ TEST(SqliteMigrations, CreateTheSchemaAndRecordTheVersion) {
                               "refresh_tokens_by_session", "security_events_by_user"}) {
         EXPECT_TRUE(index_names.count(index)) << "missing index " << index;
     }
+    // One row per applied migration: 1, 2, ... up to the build's version.
+    std::string expected_versions;
+    for (int v = 1; v <= sqlite_schema_version(); ++v) {
+        if (v > 1) expected_versions += ",";
+        expected_versions += std::to_string(v);
+    }
     EXPECT_EQ(query_column(path, "SELECT group_concat(version) FROM schema_version"),
-              std::vector<std::string>{std::to_string(sqlite_schema_version())});
+              std::vector<std::string>{expected_versions});
     EXPECT_EQ(query_column(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
     EXPECT_GE(sqlite_schema_version(), 1);
 }

@@ -50,16 +50,17 @@ void Router::add(Route route) {
 
 Router::Match Router::match(http::Method method, std::string_view path) const {
     Match m;
+    std::vector<http::Method> methods;  // of every route with this path, for the Allow header
     auto consider = [&](std::size_t index, std::vector<std::string> params) {
         m.path_known = true;
         const Route& r = routes_[index];
-        append_method(m.allow, r.method);
+        methods.push_back(r.method);
         if (!m.route && r.method == method) {
             m.route = &r;
             m.params = std::move(params);
         }
     };
-    if (auto it = exact_.find(std::string(path)); it != exact_.end()) {
+    if (auto it = exact_.find(path); it != exact_.end()) {
         for (auto index : it->second) consider(index, {});
     }
     if (!m.route) {
@@ -85,7 +86,10 @@ Router::Match Router::match(http::Method method, std::string_view path) const {
             if (ok) consider(entry.route_index, std::move(params));
         }
     }
-    if (m.path_known) append_method(m.allow, http::Method::kOptions);
+    if (m.path_known && !m.route) {
+        for (auto method_of_route : methods) append_method(m.allow, method_of_route);
+        append_method(m.allow, http::Method::kOptions);
+    }
     return m;
 }
 

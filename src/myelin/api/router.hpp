@@ -77,7 +77,14 @@ private:
         std::size_t route_index = 0;
     };
     std::vector<Route> routes_;
-    std::unordered_map<std::string, std::vector<std::size_t>> exact_;  // placeholder-free paths
+    struct StringHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    // Placeholder-free paths; looked up by string_view without allocating.
+    std::unordered_map<std::string, std::vector<std::size_t>, StringHash, std::equal_to<>> exact_;
     std::vector<Entry> templated_;
 };
 

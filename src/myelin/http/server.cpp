@@ -87,6 +87,8 @@ constexpr std::size_t kLingerMaxBytes = 1024 * 1024;
 constexpr std::size_t kLingerChunk = 16 * 1024;
 // A connection's read buffer keeps up to this much capacity between requests; more is released.
 constexpr std::size_t kIdleBufferKeep = 8 * 1024;
+// Bytes asked for by the first read of a request (the rest of a larger header follows).
+constexpr std::size_t kFirstReadBytes = 4096;
 // Once shutdown_grace is over and every socket is closed, handlers that ignore cancellation get
 // this long before the thread's io_context is stopped outright.
 constexpr std::chrono::milliseconds kHardStopDelay{1000};
@@ -412,13 +414,17 @@ asio::awaitable<void> Connection::serve() {
     const ServerLimits& limits = shared_.options.limits;
     while (!worker_.stopping()) {
         if (buffer_.size() == 0) {
-            // Wait for the next request's first byte without reading it: an idle keep-alive
-            // connection holds no parser, and its timeout ends it without an answer.
+            // Read the next request's first bytes: an idle keep-alive connection holds no
+            // parser, and its timeout ends it without an answer. (A read rather than
+            // async_wait(wait_read): the wait re-registers the socket with epoll every time,
+            // one extra system call per request.)
             state_ = State::kIdle;
             if (buffer_.capacity() > kIdleBufferKeep) buffer_.shrink_to_fit();
             set_deadline(limits.idle_timeout);
-            auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kUseTuple);
-            if (ec || timed_out_ || worker_.stopping()) break;
+            auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes),
+                                                            kUseTuple);
+            if (!ec) buffer_.commit(n);
+            if (ec || n == 0 || timed_out_ || worker_.stopping()) break;
         }
         if (!co_await serve_one()) break;
     }

@@ -78,6 +78,12 @@ CREATE TABLE security_events (
 ) STRICT;
 CREATE INDEX security_events_by_user ON security_events (user_id, id);
 )sql"},
+    // A session keeps every refresh token it ever had (for reuse detection), but at most one
+    // holds a sealed successor: finding it must not walk the whole lineage on every rotation.
+    Migration{2, "index of refresh tokens holding a sealed successor", R"sql(
+CREATE INDEX refresh_tokens_sealed_by_session ON refresh_tokens (session_id)
+    WHERE sealed_successor IS NOT NULL;
+)sql"},
 };
 
 constexpr bool versions_are_consecutive() {

@@ -89,8 +89,8 @@ constexpr std::string_view kInsertRefreshToken =
 constexpr std::string_view kSetSealedSuccessor =
     "UPDATE refresh_tokens SET sealed_successor = ?2 WHERE token_hash = ?1";
 constexpr std::string_view kWipeSealedSuccessors =
-    "UPDATE refresh_tokens SET sealed_successor = NULL "
-    "WHERE session_id = ?1 AND sealed_successor IS NOT NULL";
+    "UPDATE refresh_tokens INDEXED BY refresh_tokens_sealed_by_session "
+    "SET sealed_successor = NULL WHERE session_id = ?1 AND sealed_successor IS NOT NULL";
 constexpr std::string_view kDeleteRefreshTokensOfSession =
     "DELETE FROM refresh_tokens WHERE session_id = ?1";
 
