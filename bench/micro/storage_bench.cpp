@@ -1,0 +1,373 @@
+// The storage ceiling for POST /refresh: durable refresh-token rotations per second through the
+// real SQLite backend (WAL, synchronous=FULL, one group-committing writer), without HTTP, JSON
+// or coroutines. bench/run_bench.py divides the server's end-to-end rotations/s by this figure.
+//
+// One rotation is the write job that SessionService::refresh_in_txn runs for a modern refresh:
+// find_refresh_token, update_session_generations (compare-and-swap), insert_access_token,
+// insert_refresh_token, wipe_sealed_successors, set_sealed_successor (a blob of the size the real
+// sealer produces). Every benchmark thread owns one session and rotates its own chain, each
+// rotation submitted with write_sync and waited for, like one HTTP connection; with many threads
+// the writer commits queued jobs together (group commit).
+//
+//   BM_StorageRotation            token hashes and the blob are random bytes (storage alone)
+//   BM_StorageRotationWithCrypto  the job also does what the service does on the writer thread:
+//                                 generate two tokens, hash them, seal the successor pair
+//   BM_StorageRotationAged/N      as the first, on sessions already refreshed N times (the
+//                                 server keeps every rotated-out refresh token of a session)
+//   BM_StorageRotationMatched     the ceiling run_bench.py uses: see the end of this file
+//
+// Counters: items_per_second = rotations/s (all threads); jobs_per_commit = average group size;
+// cpu_us_per_rotation = whole-process CPU (getrusage) per rotation; rotations_per_session.
+//
+// The database lives in a fresh folder under $MYELIN_BENCH_DIR (else the system temp folder),
+// removed at exit. Thread-safety: the Database is shared; everything else is per thread.
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "myelin/auth/server_secret.hpp"
+#include "myelin/auth/successor_seal.hpp"
+#include "myelin/auth/token_format.hpp"
+#include "myelin/auth/token_hasher.hpp"
+#include "myelin/core/log.hpp"
+#include "myelin/storage/await.hpp"
+#include "myelin/storage/database.hpp"
+#include "myelin/storage/sqlite/sqlite_database.hpp"
+
+namespace {
+
+using myelin::Result;
+namespace storage = myelin::storage;
+namespace auth = myelin::auth;
+
+constexpr std::int64_t kAccessLifetimeMs = 5 * 60 * 1000;            // the default "5m"
+constexpr std::int64_t kIdleTimeoutMs = 90LL * 24 * 3600 * 1000;     // the default "90d"
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+double process_cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
+    return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+// The database, the secrets and the commit counters, shared by every benchmark of this file.
+class BenchStore {
+public:
+    static BenchStore& get() {
+        static BenchStore store;  // thread-safe initialisation, destroyed at exit
+        return store;
+    }
+
+    storage::Database& db() { return *db_; }
+    const auth::TokenHasher& hasher() const { return hasher_; }
+    const auth::SuccessorSealer& sealer() const { return sealer_; }
+    std::size_t blob_size() const { return blob_size_; }
+    std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
+    std::uint64_t jobs() const { return jobs_.load(std::memory_order_relaxed); }
+
+    ~BenchStore() {
+        if (db_) db_->close();
+        db_.reset();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+
+private:
+    BenchStore()
+        : secret_(auth::ServerSecret::generate()), hasher_(secret_), sealer_(secret_) {
+        myelin::log::app()->set_level(spdlog::level::warn);
+        const char* base = std::getenv("MYELIN_BENCH_DIR");
+        std::filesystem::path parent =
+            base != nullptr && *base != '\0' ? std::filesystem::path(base)
+                                             : std::filesystem::temp_directory_path();
+        std::string templ = (parent / "myelin-storage-bench-XXXXXX").string();
+        if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        dir_ = templ;
+
+        storage::SqliteOptions options;  // the server's defaults: FULL, max_batch 64, 2 readers
+        options.on_commit = [this](std::size_t jobs) {
+            commits_.fetch_add(1, std::memory_order_relaxed);
+            jobs_.fetch_add(jobs, std::memory_order_relaxed);
+        };
+        auto db = storage::open_sqlite((dir_ / "bench.db").string(), options);
+        if (!db) throw std::runtime_error("open_sqlite: " + db.error().message);
+        db_ = std::move(*db);
+
+        auto user = storage::write_sync<bool>(*db_, [](storage::WriteTxn& txn) {
+            storage::UserRecord u;
+            u.user_id = "@bench:localhost";
+            u.created_ts = now_ms();
+            return txn.insert_user(u);
+        });
+        if (!user) throw std::runtime_error("insert_user: " + user.error().message);
+
+        // The size of a real sealed successor pair.
+        std::string old = auth::generate_token(auth::TokenKind::kRefresh);
+        auth::TokenPair pair{auth::generate_token(auth::TokenKind::kAccess),
+                             auth::generate_token(auth::TokenKind::kRefresh), now_ms()};
+        blob_size_ = sealer_.seal(old, hasher_.hash(old), pair).size();
+    }
+
+    std::filesystem::path dir_;
+    auth::ServerSecret secret_;
+    auth::TokenHasher hasher_;
+    auth::SuccessorSealer sealer_;
+    std::size_t blob_size_ = 0;
+    std::unique_ptr<storage::Database> db_;
+    std::atomic<std::uint64_t> commits_{0};
+    std::atomic<std::uint64_t> jobs_{0};
+};
+
+// One benchmark thread's session and the refresh token it holds now.
+struct Chain {
+    std::mt19937_64 rng;
+    std::int64_t session_id = 0;
+    storage::TokenHash refresh_hash{};
+    std::string refresh_token;  // the raw token (crypto variant only)
+    std::vector<std::uint8_t> blob;
+
+    storage::TokenHash random_hash() {
+        storage::TokenHash h;
+        for (std::size_t i = 0; i < h.size(); i += 8) {
+            std::uint64_t v = rng();
+            for (std::size_t j = 0; j < 8; ++j) h[i + j] = static_cast<std::uint8_t>(v >> (8 * j));
+        }
+        return h;
+    }
+};
+
+std::atomic<std::uint64_t> g_device_counter{0};
+
+// Signs in: a new session with an access and a refresh token. With `age` > 0 the session looks
+// as if it had been refreshed `age` times already: it starts at generation `age` and holds the
+// `age` rotated-out refresh tokens that the server keeps (to recognise their reuse).
+Result<void> start_chain(BenchStore& store, Chain& chain, bool crypto, std::int64_t age) {
+    chain.rng.seed(std::random_device{}());
+    chain.blob.resize(store.blob_size());
+    for (auto& b : chain.blob) b = static_cast<std::uint8_t>(chain.rng());
+    if (crypto) {
+        chain.refresh_token = auth::generate_token(auth::TokenKind::kRefresh);
+        chain.refresh_hash = store.hasher().hash(chain.refresh_token);
+    } else {
+        chain.refresh_hash = chain.random_hash();
+    }
+    const std::string device = "BENCH" + std::to_string(g_device_counter.fetch_add(1));
+    storage::TokenHash access_hash = chain.random_hash();
+    auto id = storage::write_sync<std::int64_t>(
+        store.db(), [&](storage::WriteTxn& txn) -> Result<std::int64_t> {
+            const std::int64_t now = now_ms();
+            storage::SessionRecord s;
+            s.user_id = "@bench:localhost";
+            s.device_id = device;
+            s.refreshable = true;
+            s.created_ts = now;
+            s.current_generation = age;
+            s.used_generation = age;
+            auto sid = txn.insert_session(s);
+            if (!sid) return sid.error();
+            for (std::int64_t g = 0; g < age; ++g) {
+                storage::RefreshTokenRecord old;
+                old.token_hash = chain.random_hash();
+                old.session_id = *sid;
+                old.generation = g;
+                old.issued_ts = now;
+                old.expires_ts = now + kIdleTimeoutMs;
+                if (auto r = txn.insert_refresh_token(old); !r) return r.error();
+            }
+            storage::AccessTokenRecord at;
+            at.token_hash = access_hash;
+            at.session_id = *sid;
+            at.generation = age;
+            at.issued_ts = now;
+            at.expires_ts = now + kAccessLifetimeMs;
+            if (auto r = txn.insert_access_token(at); !r) return r.error();
+            storage::RefreshTokenRecord rt;
+            rt.token_hash = chain.refresh_hash;
+            rt.session_id = *sid;
+            rt.generation = age;
+            rt.issued_ts = now;
+            rt.expires_ts = now + kIdleTimeoutMs;
+            if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+            return *sid;
+        });
+    if (!id) return id.error();
+    chain.session_id = *id;
+    return {};
+}
+
+// One durable rotation of the chain's refresh token (what refresh_in_txn writes).
+Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
+    storage::TokenHash next_refresh_hash{};
+    storage::TokenHash next_access_hash{};
+    std::string next_refresh;
+    if (!crypto) {
+        next_refresh_hash = chain.random_hash();
+        next_access_hash = chain.random_hash();
+    }
+    auto done = storage::write_sync<bool>(
+        store.db(), [&](storage::WriteTxn& txn) -> Result<bool> {
+            const std::int64_t now = now_ms();
+            auto lookup = txn.find_refresh_token(chain.refresh_hash);
+            if (!lookup) return lookup.error();
+            if (!*lookup) return myelin::errors::internal("benchmark lost its refresh token");
+            const auto& s = (*lookup)->session;
+            const auto& t = (*lookup)->token;
+            if (s.revoked_ts != 0 || t.generation != s.current_generation) {
+                return myelin::errors::internal("benchmark chain out of step");
+            }
+            const std::int64_t g = t.generation;
+            const std::int64_t next = g + 1;
+            std::vector<std::uint8_t> sealed;
+            if (crypto) {
+                std::string access = auth::generate_token(auth::TokenKind::kAccess);
+                next_refresh = auth::generate_token(auth::TokenKind::kRefresh);
+                next_access_hash = store.hasher().hash(access);
+                next_refresh_hash = store.hasher().hash(next_refresh);
+                sealed = store.sealer().seal(chain.refresh_token, chain.refresh_hash,
+                                             {access, next_refresh, now + kAccessLifetimeMs});
+            } else {
+                sealed = chain.blob;
+            }
+            storage::AccessTokenRecord at;
+            at.token_hash = next_access_hash;
+            at.session_id = s.session_id;
+            at.generation = next;
+            at.issued_ts = now;
+            at.expires_ts = now + kAccessLifetimeMs;
+            storage::RefreshTokenRecord rt;
+            rt.token_hash = next_refresh_hash;
+            rt.session_id = s.session_id;
+            rt.generation = next;
+            rt.issued_ts = now;
+            rt.expires_ts = now + kIdleTimeoutMs;
+
+            auto cas = txn.update_session_generations(s.session_id, g, next, g);
+            if (!cas) return cas.error();
+            if (!*cas) return myelin::errors::internal("benchmark compare-and-swap failed");
+            if (auto r = txn.insert_access_token(at); !r) return r.error();
+            if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+            if (auto r = txn.wipe_sealed_successors(s.session_id); !r) return r.error();
+            if (auto r = txn.set_sealed_successor(chain.refresh_hash, sealed); !r) {
+                return r.error();
+            }
+            return true;
+        });
+    if (!done) return done.error();
+    chain.refresh_hash = next_refresh_hash;
+    if (crypto) {
+        // The service hashes the presented token on the network thread, before the job.
+        chain.refresh_token = std::move(next_refresh);
+        chain.refresh_hash = store.hasher().hash(chain.refresh_token);
+    }
+    return {};
+}
+
+// Runs state.iterations() rotations on each thread, spread round robin over `chains` sessions
+// of that thread (started `age` rotations old).
+void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int chains) {
+    BenchStore* store = nullptr;
+    try {
+        store = &BenchStore::get();
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+        for (auto _ : state) {
+        }
+        return;
+    }
+    std::vector<Chain> mine(static_cast<std::size_t>(chains));
+    for (auto& chain : mine) {
+        if (auto started = start_chain(*store, chain, crypto, age); !started) {
+            state.SkipWithError(("start_chain: " + started.error().message).c_str());
+            for (auto _ : state) {
+            }
+            return;
+        }
+    }
+    const bool first = state.thread_index() == 0;
+    const std::uint64_t commits0 = store->commits();
+    const std::uint64_t jobs0 = store->jobs();
+    const double cpu0 = process_cpu_seconds();
+
+    std::size_t next = 0;
+    for (auto _ : state) {
+        if (auto r = rotate(*store, mine[next], crypto); !r) {
+            state.SkipWithError(("rotate: " + r.error().message).c_str());
+            break;
+        }
+        if (++next == mine.size()) next = 0;
+    }
+
+    state.SetItemsProcessed(state.iterations());
+    if (first) {
+        const double rotations = static_cast<double>(state.iterations()) * state.threads();
+        const double commits = static_cast<double>(store->commits() - commits0);
+        const double jobs = static_cast<double>(store->jobs() - jobs0);
+        state.counters["jobs_per_commit"] = commits > 0 ? jobs / commits : 0.0;
+        state.counters["cpu_us_per_rotation"] =
+            rotations > 0 ? (process_cpu_seconds() - cpu0) * 1e6 / rotations : 0.0;
+        // Rotations each session went through in this run (its generation at the end, less
+        // `age`): the cost of a rotation grows with it (see BM_StorageRotationAged).
+        state.counters["rotations_per_session"] =
+            static_cast<double>(state.iterations()) / chains;
+    }
+}
+
+void BM_StorageRotation(benchmark::State& state) { run_rotations(state, false, 0, 1); }
+void BM_StorageRotationWithCrypto(benchmark::State& state) { run_rotations(state, true, 0, 1); }
+// Sessions already refreshed state.range(0) times.
+void BM_StorageRotationAged(benchmark::State& state) {
+    run_rotations(state, false, state.range(0), 1);
+}
+
+// Fixed iteration counts (rotations per thread, hence per session), so that every run does the
+// same work whatever the disk's speed: the rate depends on how long the sessions' histories get.
+BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(300)->Threads(1);
+BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(300)->Threads(8);
+BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(100)->Threads(64);
+BENCHMARK(BM_StorageRotationWithCrypto)->UseRealTime()->Iterations(100)->Threads(64);
+BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Threads(64);
+
+// The ceiling that bench/run_bench.py pairs with the server's refresh run: registered only when
+// MYELIN_BENCH_ROTATIONS_PER_SESSION is set. MYELIN_BENCH_SESSIONS (default 256) fresh sessions
+// spread over 64 threads (as over wrk's 64 connections), each rotated exactly
+// MYELIN_BENCH_ROTATIONS_PER_SESSION times: the same amount of work per session as the server
+// did, so that both pay the same per-session history.
+[[maybe_unused]] const int kMatchedRegistered = [] {
+    const char* per_session = std::getenv("MYELIN_BENCH_ROTATIONS_PER_SESSION");
+    if (per_session == nullptr || std::atoi(per_session) <= 0) return 0;
+    const char* sessions_env = std::getenv("MYELIN_BENCH_SESSIONS");
+    const int threads = 64;
+    const int sessions = std::max(threads, sessions_env ? std::atoi(sessions_env) : 256);
+    const int chains = (sessions + threads - 1) / threads;
+    const auto iterations = static_cast<benchmark::IterationCount>(chains) * std::atoi(per_session);
+    benchmark::RegisterBenchmark("BM_StorageRotationMatched",
+                                 [chains](benchmark::State& state) {
+                                     run_rotations(state, false, 0, chains);
+                                 })
+        ->UseRealTime()
+        ->Iterations(iterations)
+        ->Threads(threads);
+    return 1;
+}();
+
+}  // namespace
