@@ -161,7 +161,26 @@ Method to_method(bhttp::verb verb) {
 // Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
 // decoded path holds a NUL: such a request is answered 400 M_UNRECOGNIZED instead of reaching a
 // router that compares decoded paths.
+// Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
+bool is_plain_path(std::string_view target) {
+    if (target.empty() || target.front() != '/') return false;
+    for (char c : target) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '.' || c == '_' ||
+                        c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' ||
+                        c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' ||
+                        c == ':' || c == '@';
+        if (!ok) return false;
+    }
+    return true;
+}
+
 bool parse_target(Request& request) {
+    if (is_plain_path(request.target)) {  // the common case, without Boost.URL
+        request.raw_path = request.target;
+        request.path = request.target;
+        return true;
+    }
     auto url = boost::urls::parse_origin_form(request.target);
     if (!url) return false;
     request.raw_path = std::string_view(url->encoded_path());
@@ -506,17 +525,19 @@ asio::awaitable<bool> Connection::serve_one() {
     request.forwarded_for = std::string_view(message["X-Forwarded-For"]);
     request.user_agent = std::string_view(message[bhttp::field::user_agent]);
 
-    const std::optional<std::size_t> body_limit = route_body_limit(request);
-    if (!body_limit) {
-        co_return co_await answer_and_close(internal_error(request.request_id), exchange);
-    }
-    if (auto length = parser.content_length(); length && *length > *body_limit) {
-        // Refused before a byte of the body is read (and before any 100 Continue).
-        co_return co_await answer_and_close(
-            server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
-    }
-    parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // checked per chunk if chunked
     if (!parser.is_done()) {
+        // A body follows: its limit is the route's (asked only now: bodiless requests, most of
+        // them, skip the extra route lookup).
+        const std::optional<std::size_t> body_limit = route_body_limit(request);
+        if (!body_limit) {
+            co_return co_await answer_and_close(internal_error(request.request_id), exchange);
+        }
+        if (auto length = parser.content_length(); length && *length > *body_limit) {
+            // Refused before a byte of the body is read (and before any 100 Continue).
+            co_return co_await answer_and_close(
+                server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
+        }
+        parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
         if (exchange.version == 11 &&
             beast::iequals(message[bhttp::field::expect], "100-continue")) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
