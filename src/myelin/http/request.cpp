@@ -24,6 +24,23 @@ std::string_view method_name(Method m) {
     return "OTHER";
 }
 
+void Request::clear() {
+    method = Method::kOther;
+    method_text.clear();
+    target.clear();
+    path.clear();
+    raw_path.clear();
+    query.clear();
+    authorization.clear();
+    content_type.clear();
+    forwarded_for.clear();
+    user_agent.clear();
+    body.clear();
+    remote_ip.clear();
+    request_id.clear();
+    path_params.clear();
+}
+
 std::optional<std::string_view> Request::query_param(std::string_view name) const {
     for (const auto& [k, v] : query) {
         if (k == name) return std::string_view(v);

@@ -33,6 +33,9 @@ struct Request {
     std::string request_id;  // unique per request, echoed in X-Request-Id and the access log
     std::vector<std::string> path_params;  // filled by the router: decoded {placeholders}
 
+    // Empties every field but keeps the strings' capacity (a connection reuses its Request).
+    void clear();
+
     // The first query parameter named `name`, or nullopt.
     std::optional<std::string_view> query_param(std::string_view name) const;
 };

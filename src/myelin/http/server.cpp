@@ -96,8 +96,6 @@ constexpr std::chrono::milliseconds kHardStopDelay{1000};
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-// A process-unique request id: 16 hex digits, a random per-process prefix (to tell restarts
-// apart in the logs) followed by a counter.
 // Appends "Name: value\r\n".
 void append_header(std::string& head, std::string_view name, std::string_view value) {
     head += name;
@@ -117,7 +115,9 @@ const std::string& cors_block() {
     return block;
 }
 
-std::string next_request_id() {
+// A process-unique request id written into `id` (its capacity is reused): 16 hex digits, a
+// random per-process prefix (to tell restarts apart in the logs) followed by a counter.
+void next_request_id(std::string& id) {
     static const std::uint32_t prefix = [] {
         try {
             std::random_device device;
@@ -130,8 +130,13 @@ std::string next_request_id() {
     std::uint64_t v =
         (std::uint64_t{prefix} << 32) | counter.fetch_add(1, std::memory_order_relaxed);
     static constexpr char kHex[] = "0123456789abcdef";
-    std::string id(16, '0');
+    id.assign(16, '0');
     for (std::size_t i = id.size(); i-- > 0; v >>= 4) id[i] = kHex[v & 0xf];
+}
+
+std::string next_request_id() {
+    std::string id;
+    next_request_id(id);
     return id;
 }
 
@@ -306,6 +311,7 @@ private:
     asio::steady_timer timer_;   // the watchdog
     beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
     std::string head_;           // the response head being written; reused across requests
+    Exchange exchange_;          // the request being served; reused across requests
     std::string remote_ip_;
     // Bound to the session's co_spawn; shared with its completion handler, which must keep the
     // signal alive while the coroutine can still be cancelled.
@@ -488,10 +494,16 @@ asio::awaitable<void> Connection::reject() {
 
 asio::awaitable<bool> Connection::serve_one() {
     const ServerLimits& limits = shared_.options.limits;
-    Exchange exchange;
+    // The exchange lives as long as the connection so that its strings keep their capacity:
+    // after the first request, reading one allocates little.
+    Exchange& exchange = exchange_;
+    exchange.request.clear();
+    exchange.version = 11;
+    exchange.keep_alive = false;
+    exchange.head = false;
     exchange.start = Clock::now();
     Request& request = exchange.request;
-    request.request_id = next_request_id();
+    next_request_id(request.request_id);
     request.remote_ip = remote_ip_;
     state_ = State::kReading;
     set_deadline(limits.request_timeout);  // for the whole request, header and body

@@ -1,6 +1,6 @@
-#include "myelin/json/body.hpp"
-
 #include <gtest/gtest.h>
+
+#include "myelin/json/body.hpp"
 
 namespace myelin::json {
 namespace {
@@ -40,6 +40,28 @@ TEST(JsonBody, TypedFields) {
     EXPECT_TRUE(**optional_bool(obj, "b"));
     EXPECT_NE(*optional_object(obj, "o"), nullptr);
     EXPECT_EQ(optional_object(obj, "n").error().errcode, "M_BAD_JSON");
+}
+
+}  // namespace
+}  // namespace myelin::json
+
+#include <boost/json/parse.hpp>
+
+#include "myelin/json/write.hpp"
+
+namespace myelin::json {
+namespace {
+
+TEST(JsonWrite, AppendStringRoundTripsThroughAParser) {
+    for (std::string_view s : {std::string_view("plain"), std::string_view("q\"uote\\back"),
+                               std::string_view("ctl\n\t\x01\x1f"),
+                               std::string_view("\xc3\xa9 utf8"), std::string_view("")}) {
+        std::string out;
+        append_string(out, s);
+        auto parsed = boost::json::parse(out);
+        ASSERT_TRUE(parsed.is_string()) << out;
+        EXPECT_EQ(std::string_view(parsed.as_string()), s) << out;
+    }
 }
 
 }  // namespace
