@@ -519,6 +519,11 @@ asio::awaitable<bool> Connection::serve_one() {
         if (ec || timed_out_) {
             co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
         }
+        // Beast applies header_limit to each buffer it is handed, so whether it fires depends on
+        // how the bytes arrived; `n` is the whole header's size, which does not.
+        if (n > limits.max_header_bytes) {
+            co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
+        }
     }
 
     auto& message = parser.get();
