@@ -48,7 +48,7 @@ std::optional<http::Response> ClientDispatcher::answer_without_route(
         // CORS preflight: never runs the endpoint and never needs a token.
         http::Response r;
         r.status = 204;
-        r.content_type.clear();
+        r.content_type = {};
         return r;
     }
     if (match.route) return std::nullopt;

@@ -4,6 +4,7 @@
 // headers and X-Request-Id; handlers only set status, body and any extra headers.
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,7 +16,10 @@ namespace myelin::http {
 
 struct Response {
     int status = 200;
-    std::string content_type = "application/json";
+    // A literal (or other storage that outlives the response); empty: no Content-Type.
+    // A string_view because "application/json" is one byte past std::string's in-place capacity
+    // and would cost an allocation on every response.
+    std::string_view content_type = "application/json";
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Allow, Retry-After)
     // Set by the authenticator for the access log: who made the request (never a token).
