@@ -23,6 +23,8 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <memory_resource>
+#include <tuple>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -312,6 +314,9 @@ private:
     beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
     std::string head_;           // the response head being written; reused across requests
     Exchange exchange_;          // the request being served; reused across requests
+    // Backing store of the request parser's header fields; larger headers spill to the heap.
+    std::array<std::byte, 2048> fields_buffer_;
+    std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(), fields_buffer_.size()};
     std::string remote_ip_;
     // Bound to the session's co_spawn; shared with its completion handler, which must keep the
     // signal alive while the coroutine can still be cancelled.
@@ -508,7 +513,12 @@ asio::awaitable<bool> Connection::serve_one() {
     state_ = State::kReading;
     set_deadline(limits.request_timeout);  // for the whole request, header and body
 
-    bhttp::request_parser<bhttp::string_body> parser;
+    // The parser's header fields come from a per-connection arena, released per request: Beast
+    // would otherwise allocate (and free) once per header line.
+    fields_arena_.release();
+    bhttp::request_parser<bhttp::string_body, std::pmr::polymorphic_allocator<char>> parser{
+        std::piecewise_construct, std::make_tuple(),
+        std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_))};
     parser.header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     // No body limit while the header is read: the route's limit is known only once the path is,
