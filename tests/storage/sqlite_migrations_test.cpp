@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "myelin/storage/await.hpp"
+#include "myelin/storage/sqlite/migrations.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "storage_test_support.hpp"
@@ -49,8 +50,9 @@ TEST(SqliteMigrations, CreateTheSchemaAndRecordTheVersion) {
     }
     auto tables = query_column(path, "SELECT name FROM sqlite_master WHERE type = 'table'");
     std::set<std::string> names(tables.begin(), tables.end());
-    for (const char* table : {"schema_version", "users", "devices", "sessions", "access_tokens",
-                              "refresh_tokens", "security_events"}) {
+    for (const char* table :
+         {"schema_version", "users", "devices", "sessions", "access_tokens", "refresh_tokens",
+          "security_events", "registration_tokens", "revocation_log"}) {
         EXPECT_TRUE(names.count(table)) << "missing table " << table;
     }
     auto indexes = query_column(path, "SELECT name FROM sqlite_master WHERE type = 'index'");
@@ -127,6 +129,105 @@ TEST(SqliteMigrations, ReportAMissingParentFolder) {
     EXPECT_EQ(db.error().status, 503);
     EXPECT_NE(db.error().message.find("no/such/folder/myelin.db"), std::string::npos)
         << db.error().message;
+}
+
+// Writes the schema as it was at `version` (migrations 1..version, recorded as a release of
+// that time would) into a new file, with some rows in it, using SQLite directly.
+void create_old_database(const std::string& path, int version) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    auto exec = [db](const std::string& sql) {
+        char* message = nullptr;
+        EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message), SQLITE_OK)
+            << (message != nullptr ? message : "") << " in " << sql;
+        sqlite3_free(message);
+    };
+    exec("PRAGMA journal_mode = WAL");
+    exec(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, "
+        "applied_ts INTEGER NOT NULL) STRICT");
+    for (const auto& m : sqlite::migrations()) {
+        if (m.version > version) break;
+        exec(m.sql);
+        exec("INSERT INTO schema_version (version, applied_ts) VALUES (" +
+             std::to_string(m.version) + ", 1)");
+    }
+    exec("INSERT INTO users (user_id, password_hash, created_ts) VALUES ('@old:x', 'h', 10)");
+    exec(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts) "
+        "VALUES ('@old:x', 'OLD', 'Old phone', 11)");
+    exec("INSERT INTO sessions (user_id, device_id, created_ts) VALUES ('@old:x', 'OLD', 12)");
+    exec(
+        "INSERT INTO access_tokens (token_hash, session_id, generation, issued_ts) "
+        "VALUES (zeroblob(32), 1, 0, 13)");
+    sqlite3_close(db);
+}
+
+TEST(SqliteMigrations, UpgradeFromEveryOlderVersionKeepsTheData) {
+    ASSERT_GE(sqlite_schema_version(), 3);  // registration tokens and the revocation log
+    for (int version = 1; version < sqlite_schema_version(); ++version) {
+        SCOPED_TRACE("from version " + std::to_string(version));
+        TempDir dir;
+        const std::string path = dir.file("myelin.db");
+        create_old_database(path, version);
+        ASSERT_EQ(query_column(path, "SELECT MAX(version) FROM schema_version"),
+                  std::vector<std::string>{std::to_string(version)});
+        {
+            auto db = open_sqlite(path);
+            ASSERT_TRUE(db) << db.error().message;
+            auto user = read_sync<std::optional<UserRecord>>(
+                **db, [](ReadTxn& txn) { return txn.find_user("@old:x"); });
+            ASSERT_TRUE(user && user->has_value());
+            EXPECT_EQ((*user)->password_hash, "h");
+            auto device = read_sync<std::optional<DeviceRecord>>(
+                **db, [](ReadTxn& txn) { return txn.find_device("@old:x", "OLD"); });
+            ASSERT_TRUE(device && device->has_value());
+            EXPECT_EQ((*device)->display_name, std::optional<std::string>("Old phone"));
+            auto token = read_sync<std::optional<AccessTokenLookup>>(
+                **db, [](ReadTxn& txn) { return txn.find_access_token(TokenHash{}); });
+            ASSERT_TRUE(token && token->has_value());
+            EXPECT_EQ((*token)->session.user_id, "@old:x");
+
+            // The new tables work on the upgraded file, and the old session's revocation is
+            // logged.
+            auto revoked = write_sync<void>(**db, [](WriteTxn& txn) -> Result<void> {
+                RegistrationTokenRecord t;
+                t.token = "new";
+                t.created_ts = 20;
+                if (auto r = txn.insert_registration_token(t); !r) return r.error();
+                return txn.revoke_session(1, 21, RevokeReason::kAdmin);
+            });
+            ASSERT_TRUE(revoked) << revoked.error().message;
+            auto log = read_sync<std::vector<RevocationRecord>>(
+                **db, [](ReadTxn& txn) { return txn.revocations_since(0, 10); });
+            ASSERT_TRUE(log);
+            ASSERT_EQ(log->size(), 1u);
+            EXPECT_EQ((*log)[0].user_id, "@old:x");
+        }
+        std::string expected_versions;
+        for (int v = 1; v <= sqlite_schema_version(); ++v) {
+            if (v > 1) expected_versions += ",";
+            expected_versions += std::to_string(v);
+        }
+        EXPECT_EQ(query_column(path, "SELECT group_concat(version) FROM schema_version"),
+                  std::vector<std::string>{expected_versions});
+    }
+}
+
+TEST(SqliteMigrations, NewTablesAreStrict) {
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    ASSERT_TRUE(open_sqlite(path));
+    auto strict = query_column(path,
+                               "SELECT name FROM pragma_table_list WHERE strict = 1 AND name IN "
+                               "('registration_tokens', 'revocation_log') ORDER BY name");
+    EXPECT_EQ(strict, (std::vector<std::string>{"registration_tokens", "revocation_log"}));
+    // uses_allowed stays NULL-able: NULL is "unlimited", distinct from 0.
+    query_column(path,
+                 "INSERT INTO registration_tokens (token, uses_allowed, created_ts) "
+                 "VALUES ('t', NULL, 1)");
+    EXPECT_EQ(query_column(path, "SELECT uses_allowed IS NULL FROM registration_tokens"),
+              std::vector<std::string>{"1"});
 }
 
 TEST(SqliteMigrations, RejectInvalidOptions) {

@@ -48,6 +48,19 @@ public:
     // The user's security events, newest first, at most `limit`.
     virtual Result<std::vector<SecurityEventRecord>> security_events(std::string_view user_id,
                                                                      int limit) = 0;
+    // The registration token, or nullopt.
+    virtual Result<std::optional<RegistrationTokenRecord>> find_registration_token(
+        std::string_view token) = 0;
+    // Every registration token (expired and used-up ones included), ordered by token.
+    virtual Result<std::vector<RegistrationTokenRecord>> list_registration_tokens() = 0;
+    // The revocation log entries with id > `after_id`, oldest first, at most `limit` (none when
+    // limit <= 0). An entry becomes visible only after every entry with a smaller id did, so a
+    // follower that remembers the last id it saw never misses one.
+    virtual Result<std::vector<RevocationRecord>> revocations_since(std::int64_t after_id,
+                                                                    int limit) = 0;
+    // The id of the newest revocation log entry, or 0 when the log is empty: where a follower
+    // starts (after warming its cache from the live tokens).
+    virtual Result<std::int64_t> latest_revocation_id() = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -81,13 +94,43 @@ public:
     // Wipes every sealed successor of the session.
     virtual Result<void> wipe_sealed_successors(std::int64_t session_id) = 0;
     // Marks a live session revoked (no-op on an already revoked one) and wipes its sealed
-    // successors. Token rows stay, so that their presentation can be answered precisely.
+    // successors. Token rows stay, so that their presentation can be answered precisely. When it
+    // revoked a live session, it also appends (session_id, reason, ts) to the revocation log.
     virtual Result<void> revoke_session(std::int64_t session_id, std::int64_t ts,
                                         RevokeReason reason) = 0;
     // Deletes the session's token rows (after logout a token is simply unknown).
     virtual Result<void> delete_session_tokens(std::int64_t session_id) = 0;
     // Appends a security event.
     virtual Result<void> insert_security_event(const SecurityEventRecord& event) = 0;
+    // Sets the user's deactivated flag (the row stays, so the user_id can never be registered
+    // again). Returns false if there is no such user.
+    virtual Result<bool> set_user_deactivated(std::string_view user_id, bool deactivated) = 0;
+    // Sets the user's admin flag. Returns false if there is no such user.
+    virtual Result<bool> set_user_admin(std::string_view user_id, bool is_admin) = 0;
+    // Sets (or, with nullopt, clears) a device's display name. Returns false if there is no
+    // such device.
+    virtual Result<bool> set_device_display_name(std::string_view user_id,
+                                                 std::string_view device_id,
+                                                 std::optional<std::string_view> display_name) = 0;
+    // Records that the device was seen at `ts` from `ip`. Only moves forward: a `ts` not newer
+    // than the stored last_seen_ts changes nothing (batches may arrive out of order). No-op if
+    // the device does not exist (it may have been deleted since).
+    virtual Result<void> record_device_activity(std::string_view user_id,
+                                                std::string_view device_id, std::int64_t ts,
+                                                std::string_view ip) = 0;
+    // Inserts a registration token with the given uses_allowed, expiry_ts and created_ts
+    // (pending and completed start at 0, whatever the record says). Returns false (and changes
+    // nothing) if the token exists.
+    virtual Result<bool> insert_registration_token(const RegistrationTokenRecord& token) = 0;
+    // Deletes the registration token. Returns false if there was none.
+    virtual Result<bool> delete_registration_token(std::string_view token) = 0;
+    // Adds the deltas (negative to release) to the token's pending and completed counts; a
+    // count never goes below zero (it stops at 0). Does not check uses_allowed or expiry: the
+    // caller reads the token in the same write job and decides. Returns false if there is no
+    // such token.
+    virtual Result<bool> update_registration_token_counts(std::string_view token,
+                                                          std::int64_t pending_delta,
+                                                          std::int64_t completed_delta) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

@@ -95,6 +95,31 @@ struct RefreshTokenLookup {
     SessionRecord session;
 };
 
+// A registration token (`m.login.registration_token`), chosen by the operator. `pending` counts
+// registrations that have completed the token stage but not yet created their account;
+// `completed` counts accounts created with it. It is usable while pending + completed is below
+// uses_allowed (when set) and expiry_ts (when set) is in the future.
+struct RegistrationTokenRecord {
+    std::string token;
+    std::optional<std::int64_t> uses_allowed;  // nullopt: unlimited
+    std::int64_t pending = 0;
+    std::int64_t completed = 0;
+    std::int64_t expiry_ts = 0;  // 0: never expires
+    std::int64_t created_ts = 0;
+};
+
+// One entry of the revocation log: a session that was revoked, in the order the revocations
+// committed. Other processes sharing the database (the `myelin admin` CLI) write it; the server
+// follows it to evict revoked sessions from its token cache.
+struct RevocationRecord {
+    std::int64_t id = 0;  // increases with every entry
+    std::int64_t session_id = 0;
+    std::string user_id;    // of the session
+    std::string device_id;  // of the session
+    RevokeReason reason = RevokeReason::kNone;
+    std::int64_t ts = 0;
+};
+
 struct SecurityEventRecord {
     std::int64_t id = 0;
     std::string user_id;

@@ -84,6 +84,25 @@ CREATE INDEX security_events_by_user ON security_events (user_id, id);
 CREATE INDEX refresh_tokens_sealed_by_session ON refresh_tokens (session_id)
     WHERE sealed_successor IS NOT NULL;
 )sql"},
+    // Registration tokens, and the log of revoked sessions that a running server follows to learn
+    // of revocations made by another process (the admin CLI) on the same database.
+    Migration{3, "registration tokens and the revocation log", R"sql(
+CREATE TABLE registration_tokens (
+    token        TEXT PRIMARY KEY NOT NULL,
+    uses_allowed INTEGER NULL,
+    pending      INTEGER NOT NULL DEFAULT 0,
+    completed    INTEGER NOT NULL DEFAULT 0,
+    expiry_ts    INTEGER NOT NULL DEFAULT 0,
+    created_ts   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE revocation_log (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id INTEGER NOT NULL,
+    reason     INTEGER NOT NULL,
+    ts         INTEGER NOT NULL
+) STRICT;
+)sql"},
 };
 
 constexpr bool versions_are_consecutive() {

@@ -101,6 +101,40 @@ constexpr std::string_view kInsertSecurityEvent =
     "INSERT INTO security_events (user_id, device_id, ts, kind, detail) "
     "VALUES (?1, ?2, ?3, ?4, ?5)";
 
+constexpr std::string_view kSetUserDeactivated =
+    "UPDATE users SET deactivated = ?2 WHERE user_id = ?1";
+constexpr std::string_view kSetUserAdmin = "UPDATE users SET is_admin = ?2 WHERE user_id = ?1";
+constexpr std::string_view kSetDeviceDisplayName =
+    "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2";
+constexpr std::string_view kRecordDeviceActivity =
+    "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = ?4 "
+    "WHERE user_id = ?1 AND device_id = ?2 AND last_seen_ts < ?3";
+
+constexpr std::string_view kFindRegistrationToken =
+    "SELECT token, uses_allowed, pending, completed, expiry_ts, created_ts "
+    "FROM registration_tokens WHERE token = ?1";
+constexpr std::string_view kListRegistrationTokens =
+    "SELECT token, uses_allowed, pending, completed, expiry_ts, created_ts "
+    "FROM registration_tokens ORDER BY token";
+constexpr std::string_view kInsertRegistrationToken =
+    "INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_ts, "
+    "created_ts) VALUES (?1, ?2, 0, 0, ?3, ?4) ON CONFLICT (token) DO NOTHING";
+constexpr std::string_view kDeleteRegistrationToken =
+    "DELETE FROM registration_tokens WHERE token = ?1";
+constexpr std::string_view kUpdateRegistrationTokenCounts =
+    "UPDATE registration_tokens SET pending = MAX(0, pending + ?2), "
+    "completed = MAX(0, completed + ?3) WHERE token = ?1";
+
+constexpr std::string_view kAppendRevocation =
+    "INSERT INTO revocation_log (session_id, reason, ts) VALUES (?1, ?2, ?3)";
+// LEFT JOIN: sessions are never deleted today, but should that change, a follower must still see
+// every entry (with empty user and device) rather than silently skip one.
+constexpr std::string_view kRevocationsSince =
+    "SELECT r.id, r.session_id, COALESCE(s.user_id, ''), COALESCE(s.device_id, ''), r.reason, "
+    "r.ts FROM revocation_log AS r LEFT JOIN sessions AS s ON s.session_id = r.session_id "
+    "WHERE r.id > ?1 ORDER BY r.id LIMIT ?2";
+constexpr std::string_view kLatestRevocationId = "SELECT COALESCE(MAX(id), 0) FROM revocation_log";
+
 // ---- Row readers --------------------------------------------------------------------------
 
 UserRecord read_user(const Statement& s) {
@@ -154,6 +188,17 @@ Result<AccessTokenLookup> read_access_token(const Statement& s) {
     lookup.token.expires_ts = s.column_int(4);
     lookup.session = read_session(s, 5);
     return lookup;
+}
+
+RegistrationTokenRecord read_registration_token(const Statement& s) {
+    RegistrationTokenRecord token;
+    token.token = s.column_text(0);
+    if (!s.column_is_null(1)) token.uses_allowed = s.column_int(1);
+    token.pending = s.column_int(2);
+    token.completed = s.column_int(3);
+    token.expiry_ts = s.column_int(4);
+    token.created_ts = s.column_int(5);
+    return token;
 }
 
 // Runs a statement that yields at most one row and reads it with `read_row`.
@@ -313,6 +358,65 @@ Result<std::vector<SecurityEventRecord>> SqliteQueries<Base>::security_events(
     }
 }
 
+template <typename Base>
+Result<std::optional<RegistrationTokenRecord>> SqliteQueries<Base>::find_registration_token(
+    std::string_view token) {
+    auto stmt = conn_.prepare(kFindRegistrationToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, token);
+    return one_row<RegistrationTokenRecord>(
+        **stmt, [](const Statement& s) -> Result<RegistrationTokenRecord> {
+            return read_registration_token(s);
+        });
+}
+
+template <typename Base>
+Result<std::vector<RegistrationTokenRecord>> SqliteQueries<Base>::list_registration_tokens() {
+    auto stmt = conn_.prepare(kListRegistrationTokens);
+    if (!stmt) return stmt.error();
+    std::vector<RegistrationTokenRecord> tokens;
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return tokens;
+        tokens.push_back(read_registration_token(**stmt));
+    }
+}
+
+template <typename Base>
+Result<std::vector<RevocationRecord>> SqliteQueries<Base>::revocations_since(std::int64_t after_id,
+                                                                             int limit) {
+    std::vector<RevocationRecord> revocations;
+    if (limit <= 0) return revocations;  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kRevocationsSince);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, after_id);
+    (*stmt)->bind_int(2, limit);
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return revocations;
+        RevocationRecord revocation;
+        revocation.id = (*stmt)->column_int(0);
+        revocation.session_id = (*stmt)->column_int(1);
+        revocation.user_id = (*stmt)->column_text(2);
+        revocation.device_id = (*stmt)->column_text(3);
+        revocation.reason = static_cast<RevokeReason>((*stmt)->column_int(4));
+        revocation.ts = (*stmt)->column_int(5);
+        revocations.push_back(std::move(revocation));
+    }
+}
+
+template <typename Base>
+Result<std::int64_t> SqliteQueries<Base>::latest_revocation_id() {
+    auto stmt = conn_.prepare(kLatestRevocationId);
+    if (!stmt) return stmt.error();
+    auto row = (*stmt)->step();
+    if (!row) return row.error();
+    if (!*row) return std::int64_t{0};
+    return (*stmt)->column_int(0);
+}
+
 template class SqliteQueries<ReadTxn>;
 template class SqliteQueries<WriteTxn>;
 
@@ -448,6 +552,15 @@ Result<void> SqliteWriteTxn::revoke_session(std::int64_t session_id, std::int64_
         (*stmt)->bind_int(3, static_cast<std::int64_t>(reason));
         if (auto done = (*stmt)->run(); !done) return done.error();
     }
+    // Logged only when this call ended a live session: a follower acts once per revocation.
+    if (conn_.changes() == 1) {
+        auto stmt = conn_.prepare(kAppendRevocation);
+        if (!stmt) return stmt.error();
+        (*stmt)->bind_int(1, session_id);
+        (*stmt)->bind_int(2, static_cast<std::int64_t>(reason));
+        (*stmt)->bind_int(3, ts);
+        if (auto done = (*stmt)->run(); !done) return done.error();
+    }
     return wipe_sealed_successors(session_id);
 }
 
@@ -470,6 +583,87 @@ Result<void> SqliteWriteTxn::insert_security_event(const SecurityEventRecord& ev
     (*stmt)->bind_text(4, event.kind);
     (*stmt)->bind_text(5, event.detail);
     return (*stmt)->run();
+}
+
+Result<bool> SqliteWriteTxn::set_user_deactivated(std::string_view user_id, bool deactivated) {
+    auto stmt = conn_.prepare(kSetUserDeactivated);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_int(2, deactivated ? 1 : 0);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<bool> SqliteWriteTxn::set_user_admin(std::string_view user_id, bool is_admin) {
+    auto stmt = conn_.prepare(kSetUserAdmin);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_int(2, is_admin ? 1 : 0);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<bool> SqliteWriteTxn::set_device_display_name(std::string_view user_id,
+                                                     std::string_view device_id,
+                                                     std::optional<std::string_view> display_name) {
+    auto stmt = conn_.prepare(kSetDeviceDisplayName);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_text(2, device_id);
+    if (display_name) {
+        (*stmt)->bind_text(3, *display_name);
+    } else {
+        (*stmt)->bind_null(3);
+    }
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<void> SqliteWriteTxn::record_device_activity(std::string_view user_id,
+                                                    std::string_view device_id, std::int64_t ts,
+                                                    std::string_view ip) {
+    auto stmt = conn_.prepare(kRecordDeviceActivity);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, user_id);
+    (*stmt)->bind_text(2, device_id);
+    (*stmt)->bind_int(3, ts);
+    (*stmt)->bind_text(4, ip);
+    return (*stmt)->run();
+}
+
+Result<bool> SqliteWriteTxn::insert_registration_token(const RegistrationTokenRecord& token) {
+    auto stmt = conn_.prepare(kInsertRegistrationToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, token.token);
+    if (token.uses_allowed) {
+        (*stmt)->bind_int(2, *token.uses_allowed);
+    } else {
+        (*stmt)->bind_null(2);
+    }
+    (*stmt)->bind_int(3, token.expiry_ts);
+    (*stmt)->bind_int(4, token.created_ts);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<bool> SqliteWriteTxn::delete_registration_token(std::string_view token) {
+    auto stmt = conn_.prepare(kDeleteRegistrationToken);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, token);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<bool> SqliteWriteTxn::update_registration_token_counts(std::string_view token,
+                                                              std::int64_t pending_delta,
+                                                              std::int64_t completed_delta) {
+    auto stmt = conn_.prepare(kUpdateRegistrationTokenCounts);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, token);
+    (*stmt)->bind_int(2, pending_delta);
+    (*stmt)->bind_int(3, completed_delta);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
 }
 
 }  // namespace myelin::storage::sqlite

@@ -32,6 +32,12 @@ public:
         const std::function<void(const AccessTokenLookup&)>& fn) override;
     Result<std::vector<SecurityEventRecord>> security_events(std::string_view user_id,
                                                              int limit) override;
+    Result<std::optional<RegistrationTokenRecord>> find_registration_token(
+        std::string_view token) override;
+    Result<std::vector<RegistrationTokenRecord>> list_registration_tokens() override;
+    Result<std::vector<RevocationRecord>> revocations_since(std::int64_t after_id,
+                                                            int limit) override;
+    Result<std::int64_t> latest_revocation_id() override;
 
 protected:
     Connection& conn_;
@@ -46,6 +52,8 @@ using SqliteReadTxn = SqliteQueries<ReadTxn>;
 // A write transaction on the writer's connection. Each method keeps the contract of its WriteTxn
 // declaration in database.hpp. revoke_session additionally refuses (500) a timestamp <= 0 or
 // RevokeReason::kNone, either of which would leave the session looking live.
+// Revocation log ids come from one AUTOINCREMENT column and SQLite admits one writer at a time
+// across processes, so log entries commit in id order (what revocations_since relies on).
 class SqliteWriteTxn final : public SqliteQueries<WriteTxn> {
 public:
     explicit SqliteWriteTxn(Connection& conn) : SqliteQueries<WriteTxn>(conn) {}
@@ -67,6 +75,17 @@ public:
                                 RevokeReason reason) override;
     Result<void> delete_session_tokens(std::int64_t session_id) override;
     Result<void> insert_security_event(const SecurityEventRecord& event) override;
+    Result<bool> set_user_deactivated(std::string_view user_id, bool deactivated) override;
+    Result<bool> set_user_admin(std::string_view user_id, bool is_admin) override;
+    Result<bool> set_device_display_name(std::string_view user_id, std::string_view device_id,
+                                         std::optional<std::string_view> display_name) override;
+    Result<void> record_device_activity(std::string_view user_id, std::string_view device_id,
+                                        std::int64_t ts, std::string_view ip) override;
+    Result<bool> insert_registration_token(const RegistrationTokenRecord& token) override;
+    Result<bool> delete_registration_token(std::string_view token) override;
+    Result<bool> update_registration_token_counts(std::string_view token,
+                                                  std::int64_t pending_delta,
+                                                  std::int64_t completed_delta) override;
 };
 
 }  // namespace myelin::storage::sqlite
