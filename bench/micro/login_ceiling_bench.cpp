@@ -61,8 +61,11 @@ void BM_LoginCeilingArgon2idHashOwasp(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 
-BENCHMARK(BM_LoginCeilingArgon2idVerifyOwasp)->Unit(benchmark::kMillisecond)->UseRealTime()
-    ->Threads(1)->Threads(2);
+BENCHMARK(BM_LoginCeilingArgon2idVerifyOwasp)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Threads(1)
+    ->Threads(2);
 BENCHMARK(BM_LoginCeilingArgon2idHashOwasp)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -54,8 +54,8 @@ using myelin::Result;
 namespace storage = myelin::storage;
 namespace auth = myelin::auth;
 
-constexpr std::int64_t kAccessLifetimeMs = 5 * 60 * 1000;            // the default "5m"
-constexpr std::int64_t kIdleTimeoutMs = 90LL * 24 * 3600 * 1000;     // the default "90d"
+constexpr std::int64_t kAccessLifetimeMs = 5 * 60 * 1000;         // the default "5m"
+constexpr std::int64_t kIdleTimeoutMs = 90LL * 24 * 3600 * 1000;  // the default "90d"
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -93,13 +93,12 @@ public:
     }
 
 private:
-    BenchStore()
-        : secret_(auth::ServerSecret::generate()), hasher_(secret_), sealer_(secret_) {
+    BenchStore() : secret_(auth::ServerSecret::generate()), hasher_(secret_), sealer_(secret_) {
         myelin::log::app()->set_level(spdlog::level::warn);
         const char* base = std::getenv("MYELIN_BENCH_DIR");
-        std::filesystem::path parent =
-            base != nullptr && *base != '\0' ? std::filesystem::path(base)
-                                             : std::filesystem::temp_directory_path();
+        std::filesystem::path parent = base != nullptr && *base != '\0'
+                                           ? std::filesystem::path(base)
+                                           : std::filesystem::temp_directory_path();
         std::string templ = (parent / "myelin-storage-bench-XXXXXX").string();
         if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
         dir_ = templ;
@@ -224,54 +223,53 @@ Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
         next_refresh_hash = chain.random_hash();
         next_access_hash = chain.random_hash();
     }
-    auto done = storage::write_sync<bool>(
-        store.db(), [&](storage::WriteTxn& txn) -> Result<bool> {
-            const std::int64_t now = now_ms();
-            auto lookup = txn.find_refresh_token(chain.refresh_hash);
-            if (!lookup) return lookup.error();
-            if (!*lookup) return myelin::errors::internal("benchmark lost its refresh token");
-            const auto& s = (*lookup)->session;
-            const auto& t = (*lookup)->token;
-            if (s.revoked_ts != 0 || t.generation != s.current_generation) {
-                return myelin::errors::internal("benchmark chain out of step");
-            }
-            const std::int64_t g = t.generation;
-            const std::int64_t next = g + 1;
-            std::vector<std::uint8_t> sealed;
-            if (crypto) {
-                std::string access = auth::generate_token(auth::TokenKind::kAccess);
-                next_refresh = auth::generate_token(auth::TokenKind::kRefresh);
-                next_access_hash = store.hasher().hash(access);
-                next_refresh_hash = store.hasher().hash(next_refresh);
-                sealed = store.sealer().seal(chain.refresh_token, chain.refresh_hash,
-                                             {access, next_refresh, now + kAccessLifetimeMs});
-            } else {
-                sealed = chain.blob;
-            }
-            storage::AccessTokenRecord at;
-            at.token_hash = next_access_hash;
-            at.session_id = s.session_id;
-            at.generation = next;
-            at.issued_ts = now;
-            at.expires_ts = now + kAccessLifetimeMs;
-            storage::RefreshTokenRecord rt;
-            rt.token_hash = next_refresh_hash;
-            rt.session_id = s.session_id;
-            rt.generation = next;
-            rt.issued_ts = now;
-            rt.expires_ts = now + kIdleTimeoutMs;
+    auto done = storage::write_sync<bool>(store.db(), [&](storage::WriteTxn& txn) -> Result<bool> {
+        const std::int64_t now = now_ms();
+        auto lookup = txn.find_refresh_token(chain.refresh_hash);
+        if (!lookup) return lookup.error();
+        if (!*lookup) return myelin::errors::internal("benchmark lost its refresh token");
+        const auto& s = (*lookup)->session;
+        const auto& t = (*lookup)->token;
+        if (s.revoked_ts != 0 || t.generation != s.current_generation) {
+            return myelin::errors::internal("benchmark chain out of step");
+        }
+        const std::int64_t g = t.generation;
+        const std::int64_t next = g + 1;
+        std::vector<std::uint8_t> sealed;
+        if (crypto) {
+            std::string access = auth::generate_token(auth::TokenKind::kAccess);
+            next_refresh = auth::generate_token(auth::TokenKind::kRefresh);
+            next_access_hash = store.hasher().hash(access);
+            next_refresh_hash = store.hasher().hash(next_refresh);
+            sealed = store.sealer().seal(chain.refresh_token, chain.refresh_hash,
+                                         {access, next_refresh, now + kAccessLifetimeMs});
+        } else {
+            sealed = chain.blob;
+        }
+        storage::AccessTokenRecord at;
+        at.token_hash = next_access_hash;
+        at.session_id = s.session_id;
+        at.generation = next;
+        at.issued_ts = now;
+        at.expires_ts = now + kAccessLifetimeMs;
+        storage::RefreshTokenRecord rt;
+        rt.token_hash = next_refresh_hash;
+        rt.session_id = s.session_id;
+        rt.generation = next;
+        rt.issued_ts = now;
+        rt.expires_ts = now + kIdleTimeoutMs;
 
-            auto cas = txn.update_session_generations(s.session_id, g, next, g);
-            if (!cas) return cas.error();
-            if (!*cas) return myelin::errors::internal("benchmark compare-and-swap failed");
-            if (auto r = txn.insert_access_token(at); !r) return r.error();
-            if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
-            if (auto r = txn.wipe_sealed_successors(s.session_id); !r) return r.error();
-            if (auto r = txn.set_sealed_successor(chain.refresh_hash, sealed); !r) {
-                return r.error();
-            }
-            return true;
-        });
+        auto cas = txn.update_session_generations(s.session_id, g, next, g);
+        if (!cas) return cas.error();
+        if (!*cas) return myelin::errors::internal("benchmark compare-and-swap failed");
+        if (auto r = txn.insert_access_token(at); !r) return r.error();
+        if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+        if (auto r = txn.wipe_sealed_successors(s.session_id); !r) return r.error();
+        if (auto r = txn.set_sealed_successor(chain.refresh_hash, sealed); !r) {
+            return r.error();
+        }
+        return true;
+    });
     if (!done) return done.error();
     chain.refresh_hash = next_refresh_hash;
     if (crypto) {
@@ -327,8 +325,7 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
             rotations > 0 ? (process_cpu_seconds() - cpu0) * 1e6 / rotations : 0.0;
         // Rotations each session went through in this run (its generation at the end, less
         // `age`): the cost of a rotation grows with it (see BM_StorageRotationAged).
-        state.counters["rotations_per_session"] =
-            static_cast<double>(state.iterations()) / chains;
+        state.counters["rotations_per_session"] = static_cast<double>(state.iterations()) / chains;
     }
 }
 
@@ -360,10 +357,9 @@ BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Th
     const int sessions = std::max(threads, sessions_env ? std::atoi(sessions_env) : 256);
     const int chains = (sessions + threads - 1) / threads;
     const auto iterations = static_cast<benchmark::IterationCount>(chains) * std::atoi(per_session);
-    benchmark::RegisterBenchmark("BM_StorageRotationMatched",
-                                 [chains](benchmark::State& state) {
-                                     run_rotations(state, false, 0, chains);
-                                 })
+    benchmark::RegisterBenchmark(
+        "BM_StorageRotationMatched",
+        [chains](benchmark::State& state) { run_rotations(state, false, 0, chains); })
         ->UseRealTime()
         ->Iterations(iterations)
         ->Threads(threads);

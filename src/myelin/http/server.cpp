@@ -24,7 +24,6 @@
 #include <limits>
 #include <memory>
 #include <memory_resource>
-#include <tuple>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -32,6 +31,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <vector>

@@ -37,11 +37,11 @@ struct DeviceRecord {
 // Why a session ended. kNone: live.
 enum class RevokeReason : int {
     kNone = 0,
-    kLogout = 1,         // the client logged out, or the device was deleted
-    kReplaced = 2,       // a new login took over the same device_id
-    kRefreshReuse = 3,   // a rotated-out refresh token was presented again (theft suspected)
-    kAdmin = 4,          // an operator revoked it
-    kExpired = 5,        // it ran past its idle or absolute lifetime
+    kLogout = 1,        // the client logged out, or the device was deleted
+    kReplaced = 2,      // a new login took over the same device_id
+    kRefreshReuse = 3,  // a rotated-out refresh token was presented again (theft suspected)
+    kAdmin = 4,         // an operator revoked it
+    kExpired = 5,       // it ran past its idle or absolute lifetime
     kPasswordChange = 6,
     kDeactivated = 7,
 };
@@ -54,10 +54,10 @@ struct SessionRecord {
     std::int64_t session_id = 0;
     std::string user_id;
     std::string device_id;
-    bool refreshable = false;     // the client opted into refresh tokens
+    bool refreshable = false;  // the client opted into refresh tokens
     bool is_guest = false;
     std::int64_t created_ts = 0;
-    std::int64_t ends_ts = 0;     // absolute end of the session (fixed from sign-in); 0: none
+    std::int64_t ends_ts = 0;  // absolute end of the session (fixed from sign-in); 0: none
     std::int64_t current_generation = 0;
     std::int64_t used_generation = 0;
     std::int64_t revoked_ts = 0;  // 0: live
@@ -125,8 +125,8 @@ struct SecurityEventRecord {
     std::string user_id;
     std::string device_id;  // empty when not tied to a device
     std::int64_t ts = 0;
-    std::string kind;       // e.g. "login", "refresh_reuse_detected", "session_revoked"
-    std::string detail;     // human-readable, never a secret
+    std::string kind;    // e.g. "login", "refresh_reuse_detected", "session_revoked"
+    std::string detail;  // human-readable, never a secret
 };
 
 }  // namespace myelin::storage
