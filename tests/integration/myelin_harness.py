@@ -138,6 +138,8 @@ def default_config(port: int) -> dict:
             "max_connections": 1000,
         },
         "rate_limits": {"enabled": False},
+        # Every server would otherwise bind 127.0.0.1:9008; metrics tests enable it on free_port().
+        "metrics": {"enabled": False},
         "logging": {"level": "info", "access_log": True},
     }
 

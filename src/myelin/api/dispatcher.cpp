@@ -2,11 +2,34 @@
 
 #include <strings.h>
 
+#include <functional>
+
 namespace myelin::api {
+namespace {
+
+// The route label of the HTTP metrics: the template as mounted, with the client API version as
+// a placeholder of its own (one route answers under v3 and r0).
+std::string route_label(const Route* route) {
+    if (!route) return "unmatched";
+    switch (route->mount) {
+        case Mount::kClient:
+            return "/_matrix/client/{version}" + route->path;
+        case Mount::kClientV1:
+            return "/_matrix/client/v1" + route->path;
+        case Mount::kExact:
+            return route->path;
+    }
+    return route->path;
+}
+
+}  // namespace
 
 ClientDispatcher::ClientDispatcher(const Router& router, service::SessionService& sessions,
-                                   std::size_t default_body_limit)
-    : router_(router), sessions_(sessions), default_body_limit_(default_body_limit) {}
+                                   std::size_t default_body_limit, service::RateLimiter* limiter)
+    : router_(router),
+      sessions_(sessions),
+      default_body_limit_(default_body_limit),
+      limiter_(limiter) {}
 
 std::optional<std::size_t> ClientDispatcher::body_limit(http::Method method,
                                                         std::string_view path) const {
@@ -58,48 +81,198 @@ std::optional<http::Response> ClientDispatcher::answer_without_route(
     return r;
 }
 
+std::optional<http::Response> ClientDispatcher::admit(const Route* route,
+                                                      const http::Request& request,
+                                                      const service::Identity* identity) {
+    if (!limiter_ || !limiter_->enabled()) return std::nullopt;
+    if (identity && limiter_->is_exempt(identity->user_id())) return std::nullopt;
+    const bool is_post = request.method == http::Method::kPost;
+    const RateClass rate_class = route ? route->rate_class : RateClass::kNone;
+    if (rate_class == RateClass::kLogin && is_post && limiter_->has_exemptions() &&
+        limiter_->is_exempt_login(service::login_body_user(request.body))) {
+        // Bots that sign in on every run: the exemption has to cover login to mean anything.
+        return std::nullopt;
+    }
+    const std::string key = service::ip_bucket_key(limiter_->client_ip(request));
+    if (auto r = limiter_->check(service::LimitClass::kClientIp, key); !r) {
+        return http::error_response(r.error());
+    }
+    // GET /login (the flow list) and GET /register/available (asked while a user types) only
+    // count against the per-IP budget; the class buckets guard the endpoints that cost.
+    std::optional<service::LimitClass> cls;
+    if (rate_class == RateClass::kLogin && is_post) cls = service::LimitClass::kLogin;
+    if (rate_class == RateClass::kRegister && is_post) cls = service::LimitClass::kRegistration;
+    if (rate_class == RateClass::kTokenValidity) cls = service::LimitClass::kTokenValidity;
+    // RateClass::kRefresh is per device: SessionService::refresh draws once the token is known.
+    if (cls) {
+        if (auto r = limiter_->check(*cls, key); !r) return http::error_response(r.error());
+    }
+    return std::nullopt;
+}
+
+void ClientDispatcher::note_activity(const http::Request& request,
+                                     const service::Identity& identity) {
+    if (!activity_) return;
+    // Keyed by device, never by token; the address as the rate limiter sees it (trusted
+    // proxies' X-Forwarded-For honoured).
+    if (limiter_) {
+        activity_->touch(identity.user_id(), identity.device_id(), limiter_->client_ip(request));
+    } else {
+        activity_->touch(identity.user_id(), identity.device_id(), request.remote_ip);
+    }
+}
+
+ClientDispatcher::MetricSlot& ClientDispatcher::metric_slot(const Route* route, http::Method method,
+                                                            int status) {
+    const std::size_t h = std::hash<const void*>{}(route) ^
+                          (static_cast<std::size_t>(method) * 0x9E3779B1U) ^
+                          (static_cast<std::size_t>(status) * 0x85EBCA6BU);
+    auto& head = metric_heads_[(h ^ (h >> 17)) % kMetricBuckets];
+    for (MetricSlot* s = head.load(std::memory_order_acquire); s; s = s->next) {
+        if (s->route == route && s->method == method && s->status == status) return *s;
+    }
+    std::lock_guard lock(metric_mu_);
+    for (MetricSlot* s = head.load(std::memory_order_acquire); s; s = s->next) {
+        if (s->route == route && s->method == method && s->status == status) return *s;
+    }
+    auto slot = std::make_unique<MetricSlot>();
+    slot->route = route;
+    slot->method = method;
+    slot->status = status;
+    const std::string label = route_label(route);
+    slot->requests =
+        &metrics::counter("myelin_http_requests_total", "HTTP requests answered by the client API",
+                          {{"route", label},
+                           {"method", std::string(http::method_name(method))},
+                           {"status", std::to_string(status)}});
+    slot->duration = &metrics::histogram("myelin_http_request_duration_seconds",
+                                         "Time from a complete request to its response, by route",
+                                         {{"route", label}});
+    slot->next = head.load(std::memory_order_relaxed);
+    MetricSlot* published = slot.get();
+    metric_slots_.push_back(std::move(slot));
+    head.store(published, std::memory_order_release);
+    return *published;
+}
+
+http::Response ClientDispatcher::finish(const Route* route, const http::Request& request,
+                                        http::Response response, Steady::time_point started) {
+    MetricSlot& slot = metric_slot(route, request.method, response.status);
+    slot.requests->inc();
+    slot.duration->observe(std::chrono::duration<double>(Steady::now() - started).count());
+    return response;
+}
+
 std::optional<http::Response> ClientDispatcher::handle_now(http::Request& request) {
+    const auto started = Steady::now();
     auto match = router_.match(request.method, request.path);
-    if (auto answered = answer_without_route(match, request)) return answered;
+    if (!match.route || request.method == http::Method::kOptions) {
+        // Preflights do no work and are not limited (a browser sends one before many requests);
+        // 404/405 answers draw from the client's budget like any request.
+        std::optional<http::Response> response;
+        if (request.method != http::Method::kOptions) response = admit(nullptr, request, nullptr);
+        if (!response) response = answer_without_route(match, request);
+        return finish(match.route, request, std::move(*response), started);
+    }
     const Route& route = *match.route;
     if (!route.sync) return std::nullopt;
     request.path_params = std::move(match.params);
     RequestContext ctx{request, nullptr};
-    if (route.auth == AuthPolicy::kNone) return render(route.sync(ctx), nullptr);
+    if (route.auth == AuthPolicy::kNone) {
+        if (auto refused = admit(&route, request, nullptr)) {
+            return finish(&route, request, std::move(*refused), started);
+        }
+        return finish(&route, request, render(route.sync(ctx), nullptr), started);
+    }
 
     auto token = extract_token(request);
-    if (!token) return http::error_response(token.error());
-    if (!*token) return http::error_response(errors::missing_token());
+    if (!token || !*token) {
+        auto response = admit(&route, request, nullptr);
+        if (!response) {
+            response = http::error_response(token ? errors::missing_token() : token.error());
+        }
+        return finish(&route, request, std::move(*response), started);
+    }
     auto verdict = sessions_.authenticate_now(**token, route.auth == AuthPolicy::kAllowExpired);
-    if (auto* err = std::get_if<Error>(&verdict)) return http::error_response(*err);
+    // Needs storage: handle() takes over, and draws the rate limits itself.
+    if (std::holds_alternative<service::AuthNeedsStorage>(verdict)) return std::nullopt;
     auto* identity = std::get_if<service::Identity>(&verdict);
-    if (!identity) return std::nullopt;  // needs storage: handle() takes over
+    if (auto refused = admit(&route, request, identity)) {
+        return finish(&route, request, std::move(*refused), started);
+    }
+    if (auto* err = std::get_if<Error>(&verdict)) {
+        return finish(&route, request, http::error_response(*err), started);
+    }
     ctx.identity = identity;
-    return render(route.sync(ctx), identity);
+    note_activity(request, *identity);
+    return finish(&route, request, render(route.sync(ctx), identity), started);
 }
 
 boost::asio::awaitable<http::Response> ClientDispatcher::handle(http::Request& request) {
+    const auto started = Steady::now();
     auto match = router_.match(request.method, request.path);
-    if (auto answered = answer_without_route(match, request)) co_return std::move(*answered);
+    if (!match.route || request.method == http::Method::kOptions) {
+        std::optional<http::Response> response;
+        if (request.method != http::Method::kOptions) response = admit(nullptr, request, nullptr);
+        if (!response) response = answer_without_route(match, request);
+        co_return finish(match.route, request, std::move(*response), started);
+    }
     const Route& route = *match.route;
     request.path_params = std::move(match.params);
     RequestContext ctx{request, nullptr};
     std::optional<service::Identity> identity;
     if (route.auth != AuthPolicy::kNone) {
         auto token = extract_token(request);
-        if (!token) co_return http::error_response(token.error());
-        if (!*token) co_return http::error_response(errors::missing_token());
-        auto resolve_op =
-            sessions_.authenticate(std::string(**token), route.auth == AuthPolicy::kAllowExpired);
-        auto resolved = co_await std::move(resolve_op);
-        if (!resolved) co_return http::error_response(resolved.error());
-        identity = std::move(*resolved);
+        if (!token || !*token) {
+            auto response = admit(&route, request, nullptr);
+            if (!response) {
+                // if/else, not ?:, inside a coroutine (g++ 12 destroys ?: temporaries twice).
+                if (token) {
+                    response = http::error_response(errors::missing_token());
+                } else {
+                    response = http::error_response(token.error());
+                }
+            }
+            co_return finish(&route, request, std::move(*response), started);
+        }
+        const bool allow_expired = route.auth == AuthPolicy::kAllowExpired;
+        auto verdict = sessions_.authenticate_now(**token, allow_expired);
+        if (auto* known = std::get_if<service::Identity>(&verdict)) {
+            identity = *known;
+            if (auto refused = admit(&route, request, &*identity)) {
+                co_return finish(&route, request, std::move(*refused), started);
+            }
+        } else if (auto* err = std::get_if<Error>(&verdict)) {
+            auto response = admit(&route, request, nullptr);
+            if (!response) response = http::error_response(*err);
+            co_return finish(&route, request, std::move(*response), started);
+        } else {
+            // The answer needs storage: draw before touching it, so a flood of well-formed
+            // unknown tokens is limited like anything else; an exempt user gets the token back.
+            if (auto refused = admit(&route, request, nullptr)) {
+                co_return finish(&route, request, std::move(*refused), started);
+            }
+            auto resolve_op = sessions_.authenticate(std::string(**token), allow_expired);
+            auto resolved = co_await std::move(resolve_op);
+            if (!resolved) {
+                co_return finish(&route, request, http::error_response(resolved.error()), started);
+            }
+            identity = std::move(*resolved);
+            if (limiter_ && limiter_->is_exempt(identity->user_id())) {
+                limiter_->give_back(service::LimitClass::kClientIp,
+                                    service::ip_bucket_key(limiter_->client_ip(request)));
+            }
+        }
         ctx.identity = &*identity;
+        note_activity(request, *identity);
+    } else if (auto refused = admit(&route, request, nullptr)) {
+        co_return finish(&route, request, std::move(*refused), started);
     }
-    if (route.sync) co_return render(route.sync(ctx), ctx.identity);
+    if (route.sync)
+        co_return finish(&route, request, render(route.sync(ctx), ctx.identity), started);
     auto handler_op = route.async(ctx);
     auto result = co_await std::move(handler_op);
-    co_return render(std::move(result), ctx.identity);
+    co_return finish(&route, request, render(std::move(result), ctx.identity), started);
 }
 
 }  // namespace myelin::api

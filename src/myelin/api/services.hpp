@@ -5,7 +5,10 @@
 
 #include "myelin/core/config.hpp"
 #include "myelin/service/account_service.hpp"
+#include "myelin/service/device_service.hpp"
+#include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/session_service.hpp"
+#include "myelin/service/uia.hpp"
 
 namespace myelin::api {
 
@@ -13,6 +16,9 @@ struct Services {
     const Config& config;
     service::SessionService& sessions;
     service::AccountService& accounts;
+    service::UiaEngine& uia;  // every UIA-protected endpoint authenticates through it
+    service::RegistrationTokens& registration_tokens;
+    service::DeviceService& devices;
 };
 
 }  // namespace myelin::api

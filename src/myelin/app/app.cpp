@@ -8,8 +8,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "myelin/api/admin/routes.hpp"
 #include "myelin/api/client/routes.hpp"
 #include "myelin/api/dispatcher.hpp"
+#include "myelin/api/metrics_dispatcher.hpp"
 #include "myelin/api/router.hpp"
 #include "myelin/auth/password_hasher.hpp"
 #include "myelin/auth/server_secret.hpp"
@@ -19,8 +21,15 @@
 #include "myelin/auth/token_hasher.hpp"
 #include "myelin/core/clock.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/core/metrics.hpp"
 #include "myelin/http/server.hpp"
 #include "myelin/service/account_service.hpp"
+#include "myelin/service/activity_tracker.hpp"
+#include "myelin/service/admin_service.hpp"
+#include "myelin/service/device_service.hpp"
+#include "myelin/service/rate_limiter.hpp"
+#include "myelin/service/registration_tokens.hpp"
+#include "myelin/service/revocation_listener.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/uia.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
@@ -36,13 +45,27 @@ struct App::Impl {
     std::unique_ptr<auth::SuccessorSealer> sealer;
     auth::TokenCache cache;
     std::unique_ptr<auth::PasswordHasher> password_hasher;
-    std::unique_ptr<service::UiaSessions> uia;
+    // Before the services and the dispatcher, which hold pointers to it.
+    std::unique_ptr<service::InMemoryRateLimitStore> rate_limit_store;
+    std::unique_ptr<service::RateLimiter> rate_limiter;
+    std::unique_ptr<service::RegistrationTokens> registration_tokens;
+    std::unique_ptr<service::UiaEngine> uia;
     std::unique_ptr<service::SessionService> sessions;
     std::unique_ptr<service::AccountService> accounts;
+    // Last-seen tracking, written in batches by its own thread (declared before the dispatcher,
+    // which holds a pointer to it).
+    std::unique_ptr<service::ActivityTracker> activity;
+    std::unique_ptr<service::DeviceService> devices;
     std::unique_ptr<api::Services> services;
+    std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
     api::Router router;
     std::unique_ptr<api::ClientDispatcher> dispatcher;
     std::unique_ptr<http::Server> server;
+    // Follows the revocation log (revocations by the admin CLI or other instances).
+    std::unique_ptr<service::RevocationListener> revocations;
+    // The separate /metrics listener ([metrics]); null when disabled.
+    std::unique_ptr<api::MetricsDispatcher> metrics_dispatcher;
+    std::unique_ptr<http::Server> metrics_server;
 };
 
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -50,6 +73,9 @@ App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() {
     if (!impl_) return;
     impl_->server.reset();
+    impl_->metrics_server.reset();
+    if (impl_->revocations) impl_->revocations->stop();
+    if (impl_->activity) impl_->activity->stop();
     impl_->password_hasher.reset();
     if (impl_->db) impl_->db->close();
 }
@@ -101,17 +127,42 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     params.max_password_bytes = c.passwords.max_length;
     impl->password_hasher = std::make_unique<auth::PasswordHasher>(
         params, c.passwords.hashing_threads, c.passwords.hashing_queue);
-    impl->uia = std::make_unique<service::UiaSessions>(impl->clock);
+    impl->registration_tokens =
+        std::make_unique<service::RegistrationTokens>(*impl->db, impl->clock);
+    impl->uia =
+        std::make_unique<service::UiaEngine>(impl->clock, *impl->password_hasher, *impl->db,
+                                             impl->registration_tokens.get(), c.server_name);
     impl->sessions = std::make_unique<service::SessionService>(
         *impl->db, *impl->token_hasher, *impl->sealer, impl->cache, impl->clock, c.tokens);
     impl->accounts = std::make_unique<service::AccountService>(
-        *impl->db, *impl->password_hasher, *impl->sessions, *impl->uia, c, impl->clock);
-    impl->services =
-        std::make_unique<api::Services>(api::Services{c, *impl->sessions, *impl->accounts});
+        *impl->db, *impl->password_hasher, *impl->sessions, *impl->uia, *impl->registration_tokens,
+        c, impl->clock);
+    impl->rate_limit_store = std::make_unique<service::InMemoryRateLimitStore>();
+    impl->rate_limiter = std::make_unique<service::RateLimiter>(
+        c.rate_limits, c.server_name, *impl->rate_limit_store, impl->clock);
+    impl->sessions->set_rate_limiter(impl->rate_limiter.get());
+    impl->accounts->set_rate_limiter(impl->rate_limiter.get());
+    impl->uia->set_rate_limiter(impl->rate_limiter.get());
+    impl->devices = std::make_unique<service::DeviceService>(*impl->db, *impl->sessions);
+    impl->services = std::make_unique<api::Services>(
+        api::Services{.config = c,
+                      .sessions = *impl->sessions,
+                      .accounts = *impl->accounts,
+                      .uia = *impl->uia,
+                      .registration_tokens = *impl->registration_tokens,
+                      .devices = *impl->devices});
     api::client::add_client_routes(impl->router, *impl->services);
-    impl->dispatcher = std::make_unique<api::ClientDispatcher>(impl->router, *impl->sessions,
-                                                               c.limits.max_body_bytes);
+    impl->admin = std::make_unique<service::AdminService>(*impl->db, *impl->sessions);
+    api::admin::add_admin_routes(impl->router, *impl->services, *impl->admin);
+    impl->dispatcher = std::make_unique<api::ClientDispatcher>(
+        impl->router, *impl->sessions, c.limits.max_body_bytes, impl->rate_limiter.get());
+    impl->activity = std::make_unique<service::ActivityTracker>(*impl->db, impl->clock,
+                                                                c.devices.last_seen_flush);
+    impl->dispatcher->set_activity_tracker(impl->activity.get());
 
+    // Before warming: a revocation committed while the cache warms is still applied.
+    impl->revocations = std::make_unique<service::RevocationListener>(*impl->db, impl->cache);
+    if (auto r = impl->revocations->prime(); !r) return r.error();
     auto warmed = impl->sessions->warm_cache();
     if (!warmed) return warmed.error();
     log::app()->info("token cache warmed with {} access tokens", *warmed);
@@ -128,6 +179,26 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     options.limits.max_connections = c.limits.max_connections;
     options.limits.shutdown_grace = c.limits.shutdown_grace;
     impl->server = std::make_unique<http::Server>(options, *impl->dispatcher);
+    if (c.metrics.enabled) {
+        auth::TokenCache* cache = &impl->cache;
+        impl->metrics_dispatcher = std::make_unique<api::MetricsDispatcher>([cache] {
+            static metrics::Gauge& tokens = metrics::gauge(
+                "myelin_token_cache_tokens", "Access tokens in the in-memory token cache.");
+            static metrics::Gauge& cached_sessions = metrics::gauge(
+                "myelin_token_cache_sessions", "Sessions in the in-memory token cache.");
+            tokens.set(static_cast<std::int64_t>(cache->token_count()));
+            cached_sessions.set(static_cast<std::int64_t>(cache->session_count()));
+        });
+        http::ServerOptions metrics_options;
+        metrics_options.address = c.metrics.address;
+        metrics_options.port = c.metrics.port;
+        metrics_options.threads = 1;
+        metrics_options.access_log = false;
+        metrics_options.limits.max_connections = 64;
+        metrics_options.limits.shutdown_grace = std::chrono::milliseconds(1000);
+        impl->metrics_server =
+            std::make_unique<http::Server>(metrics_options, *impl->metrics_dispatcher);
+    }
     return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
@@ -135,7 +206,24 @@ Result<void> App::run() {
     auto& impl = *impl_;
     boost::asio::io_context signals_context;
     boost::asio::signal_set signals(signals_context, SIGINT, SIGTERM);
-    if (auto r = impl.server->start(); !r) return r.error();
+    if (impl.metrics_server) {
+        if (auto r = impl.metrics_server->start(); !r) {
+            return errors::internal(
+                "cannot start the metrics listener on " + impl.config.metrics.address + ":" +
+                std::to_string(impl.config.metrics.port) + ": " + r.error().message);
+        }
+        log::app()->info("metrics on http://{}:{}/metrics", impl.config.metrics.address,
+                         impl.metrics_server->port());
+    }
+    if (auto r = impl.server->start(); !r) {
+        if (impl.metrics_server) {
+            impl.metrics_server->stop();
+            impl.metrics_server->wait();
+        }
+        return r.error();
+    }
+    impl.revocations->start();
+    impl.activity->start();
     log::app()->info("myelin {} serving {} on http://{}:{} (storage: {})", MYELIN_VERSION,
                      impl.config.server_name, impl.config.listen.address, impl.server->port(),
                      impl.db->backend_name());
@@ -143,9 +231,13 @@ Result<void> App::run() {
         if (ec) return;
         log::app()->info("signal {} received: shutting down", signal_number);
         impl.server->stop();
+        if (impl.metrics_server) impl.metrics_server->stop();
     });
     std::thread signal_thread([&] { signals_context.run(); });
     impl.server->wait();
+    if (impl.metrics_server) impl.metrics_server->wait();
+    impl.revocations->stop();
+    impl.activity->stop();  // after the drain: the last requests' sightings are written too
     signals_context.stop();
     signal_thread.join();
     impl.password_hasher.reset();

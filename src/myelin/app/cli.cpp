@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "myelin/app/admin_cli.hpp"
 #include "myelin/app/app.hpp"
 #include "myelin/core/config.hpp"
 #include "myelin/core/log.hpp"
@@ -84,6 +85,8 @@ int run_cli(int argc, char** argv) {
     auto* check_cmd = cli.add_subcommand("check-config", "Validate a config file and exit");
     check_cmd->add_option("--config,-c", check_config, "Config file (or set MYELIN_CONFIG)");
 
+    AdminCli admin(cli);  // `myelin admin ...` (app/admin_cli.hpp)
+
     try {
         cli.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -92,6 +95,7 @@ int run_cli(int argc, char** argv) {
     }
     if (*serve_cmd) return serve(config_path(serve_config));
     if (*check_cmd) return check(config_path(check_config));
+    if (admin.chosen()) return admin.run();
     if (cli.got_subcommand("generate-config")) {
         std::cout << default_config_text();
         return 0;

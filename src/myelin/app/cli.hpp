@@ -1,6 +1,7 @@
 #pragma once
 
-// The command line: `myelin serve`, `generate-config`, `check-config`, `--version`.
+// The command line: `myelin serve`, `generate-config`, `check-config`, `admin ...`
+// (app/admin_cli.hpp), `--version`.
 // Exit statuses: 0 success, 1 runtime failure, 2 bad configuration or usage.
 
 namespace myelin::app {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include <sodium.h>
 
 #include "myelin/auth/sodium_init.hpp"
+#include "myelin/core/metrics.hpp"
 
 namespace myelin::auth {
 namespace {
@@ -54,6 +56,21 @@ Error overloaded() {
 }
 
 Error shutting_down() { return errors::unavailable("The server is shutting down"); }
+
+// Jobs waiting for a worker (every hasher in the process reports into the one gauge; the
+// server has one).
+metrics::Gauge& queue_depth_gauge() {
+    static metrics::Gauge& g = metrics::gauge("myelin_password_hash_queue_depth",
+                                              "Password hashing jobs waiting for a worker");
+    return g;
+}
+
+// Time a worker spends on one argon2id hash or verification.
+metrics::Histogram& hash_seconds() {
+    static metrics::Histogram& h = metrics::histogram(
+        "myelin_password_hash_seconds", "Time to compute one password hash or verification");
+    return h;
+}
 
 std::size_t memlimit_bytes(const PasswordParams& p) {
     return static_cast<std::size_t>(p.memory_kib) * 1024U;
@@ -106,11 +123,13 @@ Result<void> PasswordHasher::validate(const PasswordParams& params) {
 PasswordHasher::PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue)
     : params_(params),
       threads_(threads != 0 ? threads : std::max(1U, std::thread::hardware_concurrency())),
-      max_queue_(max_queue) {
+      max_queue_(max_queue != 0 ? max_queue : kQueuePerThread * threads_) {
     ensure_sodium();
     if (auto valid = validate(params_); !valid) {
         throw std::invalid_argument(valid.error().message);
     }
+    queue_depth_gauge();  // both series exist (at 0) from start-up
+    hash_seconds();
     // The dummy's password is random and discarded: no password can match it.
     std::array<unsigned char, 16> random{};
     randombytes_buf(random.data(), random.size());
@@ -152,6 +171,7 @@ bool PasswordHasher::enqueue(Job& job) {
         std::lock_guard lock(mu_);
         if (stopping_ || queue_.size() + running_ >= threads_ + max_queue_) return false;
         queue_.push_back(std::move(job));
+        queue_depth_gauge().set(static_cast<std::int64_t>(queue_.size()));
     }
     cv_.notify_one();
     return true;
@@ -166,6 +186,7 @@ void PasswordHasher::worker_loop() {
             if (stopping_) return;
             job = std::move(queue_.front());
             queue_.pop_front();
+            queue_depth_gauge().set(static_cast<std::int64_t>(queue_.size()));
             ++running_;
         }
         job.run();    // never throws (run_guarded); calls job_finished() before completing
@@ -194,7 +215,10 @@ boost::asio::awaitable<Result<T>> PasswordHasher::submit(Fn fn) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         Job job;
         job.run = [this, task, shared] {
+            const auto started = std::chrono::steady_clock::now();
             Result<T> result = run_guarded<T>(*task);
+            hash_seconds().observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
             // Free the slot before the caller can resume, so that a caller awaiting jobs one
             // after another is never refused by its own previous job.
             job_finished();

@@ -3,7 +3,8 @@
 // Argon2id password hashing (libsodium crypto_pwhash_str_alg) on a small, bounded worker pool,
 // so that the ~18 ms of CPU and 19 MiB of memory per hash never run on a network thread and a
 // login flood sheds load (503) instead of queueing without bound. Used by the account and
-// session services; the *_sync forms are for the CLI and tests.
+// session services; the *_sync forms are for the CLI and tests. Pool jobs report into
+// myelin_password_hash_queue_depth (gauge) and myelin_password_hash_seconds (histogram).
 //
 // Thread-safety: every method is safe to call concurrently from any thread. The PasswordHasher
 // must outlive every hash()/verify() coroutine using it; destroying it joins the workers and
@@ -42,11 +43,15 @@ struct VerifyOutcome {
 
 class PasswordHasher {
 public:
+    // Jobs allowed to wait per worker when max_queue is 0: about eight hashes' time (under a
+    // second at the default cost) is the longest a login waits before it is refused instead.
+    static constexpr std::size_t kQueuePerThread = 8;
+
     // Starts `threads` workers (0: one per core) and admits at most `max_queue` jobs waiting
-    // beyond those running. Computes the dummy hash for unknown users with `params` (one hash's
-    // worth of CPU, blocking). Throws std::invalid_argument if validate(params) fails, and
-    // std::runtime_error if the dummy hash cannot be computed (out of memory): configuration
-    // is validated before construction, so either is a start-up failure.
+    // beyond those running (0: kQueuePerThread per worker). Computes the dummy hash for unknown
+    // users with `params` (one hash's worth of CPU, blocking). Throws std::invalid_argument if
+    // validate(params) fails, and std::runtime_error if the dummy hash cannot be computed (out of
+    // memory): configuration is validated before construction, so either is a start-up failure.
     PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue);
     PasswordHasher(const PasswordHasher&) = delete;
     PasswordHasher& operator=(const PasswordHasher&) = delete;
@@ -81,6 +86,9 @@ public:
 
     // Jobs accepted but not yet started (for metrics and tests).
     [[nodiscard]] std::size_t queue_depth() const;
+
+    // Jobs admitted to wait beyond the running ones (max_queue as resolved at construction).
+    [[nodiscard]] std::size_t max_queue() const { return max_queue_; }
 
     [[nodiscard]] const PasswordParams& params() const { return params_; }
 

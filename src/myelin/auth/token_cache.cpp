@@ -2,7 +2,71 @@
 
 #include <algorithm>
 
+#include "myelin/core/metrics.hpp"
+
 namespace myelin::auth {
+namespace {
+
+// The label value of myelin_session_revocations_total for a reason.
+const char* reason_label(storage::RevokeReason reason) {
+    switch (reason) {
+        case storage::RevokeReason::kNone:
+            return "none";
+        case storage::RevokeReason::kLogout:
+            return "logout";
+        case storage::RevokeReason::kReplaced:
+            return "replaced";
+        case storage::RevokeReason::kRefreshReuse:
+            return "refresh_reuse";
+        case storage::RevokeReason::kAdmin:
+            return "admin";
+        case storage::RevokeReason::kExpired:
+            return "expired";
+        case storage::RevokeReason::kPasswordChange:
+            return "password_change";
+        case storage::RevokeReason::kDeactivated:
+            return "deactivated";
+    }
+    return "other";
+}
+
+constexpr int kReasonSlots = 8;  // RevokeReason values 0..7
+
+struct CacheMetrics {
+    metrics::Counter& hits;
+    metrics::Counter& misses;
+    std::array<metrics::Counter*, kReasonSlots> revocations{};
+    metrics::Counter& applied_from_log;
+
+    static CacheMetrics& get() {
+        static CacheMetrics* m = make();
+        return *m;
+    }
+
+private:
+    static CacheMetrics* make() {
+        constexpr const char* kLookups = "myelin_token_cache_lookups_total";
+        constexpr const char* kLookupsHelp =
+            "Access-token lookups in the in-memory token cache, by result.";
+        auto* m = new CacheMetrics{
+            metrics::counter(kLookups, kLookupsHelp, {{"result", "hit"}}),
+            metrics::counter(kLookups, kLookupsHelp, {{"result", "miss"}}),
+            {},
+            metrics::counter("myelin_revocation_log_applied_total",
+                             "Revocation log entries applied to the token cache (revocations "
+                             "made by any process, this one included).")};
+        for (int i = 0; i < kReasonSlots; ++i) {
+            m->revocations[static_cast<std::size_t>(i)] = &metrics::counter(
+                "myelin_session_revocations_total", "Sessions revoked by this process, by reason.",
+                {{"reason", reason_label(static_cast<storage::RevokeReason>(i))}});
+        }
+        return m;
+    }
+};
+
+}  // namespace
+
+TokenCache::TokenCache() { CacheMetrics::get(); }
 
 TokenCache::TokenShard& TokenCache::token_shard(const storage::TokenHash& h) const {
     return token_shards_[h[31] % kShards];
@@ -13,10 +77,15 @@ TokenCache::SessionShard& TokenCache::session_shard(std::int64_t id) const {
 }
 
 std::optional<CachedAccessToken> TokenCache::find(const storage::TokenHash& hash) const {
+    static CacheMetrics& m = CacheMetrics::get();
     auto& shard = token_shard(hash);
     std::shared_lock lock(shard.mu);
     auto it = shard.tokens.find(hash);
-    if (it == shard.tokens.end()) return std::nullopt;
+    if (it == shard.tokens.end()) {
+        m.misses.inc();
+        return std::nullopt;
+    }
+    m.hits.inc();
     return it->second;
 }
 
@@ -71,6 +140,19 @@ void TokenCache::erase_tokens(const std::vector<storage::TokenHash>& hashes) {
 }
 
 void TokenCache::revoke_session(std::int64_t session_id, storage::RevokeReason reason) {
+    static CacheMetrics& m = CacheMetrics::get();
+    const auto slot = static_cast<std::size_t>(reason);
+    if (slot < m.revocations.size()) m.revocations[slot]->inc();
+    revoke_in_cache(session_id, reason);
+}
+
+void TokenCache::apply_logged_revocation(std::int64_t session_id, storage::RevokeReason reason) {
+    static CacheMetrics& m = CacheMetrics::get();
+    m.applied_from_log.inc();
+    revoke_in_cache(session_id, reason);
+}
+
+void TokenCache::revoke_in_cache(std::int64_t session_id, storage::RevokeReason reason) {
     auto& sshard = session_shard(session_id);
     std::lock_guard lock(sshard.mu);
     epoch_.fetch_add(1, std::memory_order_acq_rel);

@@ -55,7 +55,8 @@ struct TokenHashHasher {
 
 class TokenCache {
 public:
-    TokenCache() = default;
+    // Registers the cache's metrics (lookups, revocations), so they exist from start-up.
+    TokenCache();
     TokenCache(const TokenCache&) = delete;
     TokenCache& operator=(const TokenCache&) = delete;
 
@@ -73,8 +74,13 @@ public:
                 std::optional<std::uint64_t> observed_epoch = std::nullopt);
 
     // Marks the session revoked (every cached token of it fails from now on), drops its
-    // tokens from the map and bumps the revocation epoch.
+    // tokens from the map and bumps the revocation epoch. Counts the revocation in
+    // myelin_session_revocations_total{reason}: call it where this process revokes a session.
     void revoke_session(std::int64_t session_id, storage::RevokeReason reason);
+
+    // The same for a revocation read from the shared revocation log (made by this process or
+    // another one sharing the database): idempotent, and not counted as a revocation again.
+    void apply_logged_revocation(std::int64_t session_id, storage::RevokeReason reason);
 
     // Records that generation `used` of the session has been used (older tokens die) and
     // `current` minted; drops cached tokens older than `used`.
@@ -106,6 +112,7 @@ private:
     TokenShard& token_shard(const storage::TokenHash& h) const;
     SessionShard& session_shard(std::int64_t id) const;
     void erase_tokens(const std::vector<storage::TokenHash>& hashes);
+    void revoke_in_cache(std::int64_t session_id, storage::RevokeReason reason);
 
     mutable std::array<TokenShard, kShards> token_shards_;
     mutable std::array<SessionShard, kShards> session_shards_;

@@ -193,7 +193,7 @@ Result<void> read_all(Reader& r, Config& c) {
                           4 * 1024 * 1024));
     MYELIN_READ(r.integer("passwords.argon2_iterations", c.passwords.argon2_iterations, 1, 64));
     MYELIN_READ(r.integer("passwords.hashing_threads", c.passwords.hashing_threads, 0, 256));
-    MYELIN_READ(r.integer("passwords.hashing_queue", c.passwords.hashing_queue, 1, 1'000'000));
+    MYELIN_READ(r.integer("passwords.hashing_queue", c.passwords.hashing_queue, 0, 1'000'000));
     MYELIN_READ(r.integer("passwords.max_length", c.passwords.max_length, 8, 65536));
     MYELIN_READ(r.integer("limits.max_header_bytes", c.limits.max_header_bytes, 1024, 1024 * 1024));
     MYELIN_READ(
@@ -219,6 +219,13 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.boolean("metrics.enabled", c.metrics.enabled));
     MYELIN_READ(r.string("metrics.address", c.metrics.address));
     MYELIN_READ(r.integer("metrics.port", c.metrics.port, 0, 65535));
+    MYELIN_READ(r.duration("devices.last_seen_flush", c.devices.last_seen_flush, false));
+    if (c.devices.last_seen_flush < std::chrono::milliseconds(100)) {
+        return config_error(fmt::format(
+            "config key 'devices.last_seen_flush' has the value \"{}\"; expected a duration of "
+            "at least \"100ms\"",
+            format_duration(c.devices.last_seen_flush)));
+    }
     MYELIN_READ(r.string("logging.level", c.logging.level));
     MYELIN_READ(r.boolean("logging.access_log", c.logging.access_log));
 #undef MYELIN_READ
@@ -422,9 +429,11 @@ refresh_reuse_revokes_session = true
 # parameters are upgraded on the next successful login.
 argon2_memory_kib = 19456
 argon2_iterations = 2
-# Hashing threads; 0: one per CPU core. Jobs waiting beyond hashing_queue are refused (503).
+# Hashing threads; 0: one per CPU core. Logins waiting beyond hashing_queue are refused at once
+# (503 + Retry-After) rather than left to pile up; 0: eight per hashing thread (under a second of
+# waiting at the default cost).
 hashing_threads = 0
-hashing_queue = 256
+hashing_queue = 0
 # Longer passwords are refused with 400 M_INVALID_PARAM, never truncated.
 max_length = 1024
 
@@ -441,8 +450,10 @@ shutdown_grace = "10s"
 # Token buckets: <class>_per_second refill, up to <class>_burst. A refused request gets 429
 # M_LIMIT_EXCEEDED with retry_after_ms and a Retry-After header.
 enabled = true
-# X-Forwarded-For is believed only from these peers (your reverse proxies).
-trusted_proxies = []
+# X-Forwarded-For is believed only from these peers (your reverse proxies). The default trusts a
+# proxy on this machine; without it every client behind the proxy would share one budget. Set []
+# if local processes you do not trust can reach the listener.
+trusted_proxies = ["127.0.0.1", "::1"]
 # Users (full MXIDs) exempt from every limit, login included: bots that sign in on every run.
 exempt_users = []
 client_ip_per_second = 50.0        # every request, per client IP
@@ -463,6 +474,11 @@ token_validity_burst = 5.0
 enabled = true
 address = "127.0.0.1"
 port = 9008
+
+[devices]
+# Last-seen times and addresses of devices are kept in memory and written in one batch per
+# interval (at least "100ms").
+last_seen_flush = "5s"
 
 [logging]
 # trace, debug, info, warn or error.

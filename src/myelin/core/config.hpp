@@ -51,9 +51,9 @@ struct TokensConfig {
 struct PasswordsConfig {
     std::uint64_t argon2_memory_kib = 19456;
     std::uint64_t argon2_iterations = 2;
-    unsigned hashing_threads = 0;     // 0: one per core
-    std::size_t hashing_queue = 256;  // jobs waiting beyond the running ones; more: 503
-    std::size_t max_length = 1024;    // bytes; longer: 400 M_INVALID_PARAM
+    unsigned hashing_threads = 0;   // 0: one per core
+    std::size_t hashing_queue = 0;  // jobs waiting beyond the running ones (0: 8 per thread)
+    std::size_t max_length = 1024;  // bytes; longer: 400 M_INVALID_PARAM
 };
 
 struct LimitsConfig {
@@ -73,22 +73,30 @@ struct BucketConfig {
 
 struct RateLimitsConfig {
     bool enabled = true;
-    // Peers whose X-Forwarded-For header is believed (exact IP addresses).
-    std::vector<std::string> trusted_proxies;
+    // Peers whose X-Forwarded-For header is believed (exact IP addresses). Loopback by
+    // default: a reverse proxy on the same machine is the common deployment, and without this
+    // every client behind it would share the proxy's one per-IP budget.
+    std::vector<std::string> trusted_proxies{"127.0.0.1", "::1"};
     // Users (full MXIDs) exempt from every limit, login included (bots).
     std::vector<std::string> exempt_users;
-    BucketConfig client_ip{50.0, 200.0};     // every request, per client IP
-    BucketConfig login{0.5, 10.0};           // login attempts, per client IP
-    BucketConfig failed_login{0.1, 5.0};     // failed logins, per account (known or not)
-    BucketConfig registration{0.2, 5.0};     // registrations, per client IP
-    BucketConfig refresh{2.0, 20.0};         // refreshes, per device (both endpoints)
-    BucketConfig token_validity{0.2, 5.0};   // registration-token validity checks, per IP
+    BucketConfig client_ip{50.0, 200.0};    // every request, per client IP
+    BucketConfig login{0.5, 10.0};          // login attempts, per client IP
+    BucketConfig failed_login{0.1, 5.0};    // failed logins, per account (known or not)
+    BucketConfig registration{0.2, 5.0};    // registrations, per client IP
+    BucketConfig refresh{2.0, 20.0};        // refreshes, per device (both endpoints)
+    BucketConfig token_validity{0.2, 5.0};  // registration-token validity checks, per IP
 };
 
 struct MetricsConfig {
     bool enabled = true;
     std::string address = "127.0.0.1";
     std::uint16_t port = 9008;
+};
+
+struct DevicesConfig {
+    // How often the last-seen times and addresses of devices are written to storage (one batch
+    // per interval); at least 100ms.
+    std::chrono::milliseconds last_seen_flush{5'000};
 };
 
 struct LoggingConfig {
@@ -108,6 +116,7 @@ struct Config {
     LimitsConfig limits;
     RateLimitsConfig rate_limits;
     MetricsConfig metrics;
+    DevicesConfig devices;
     LoggingConfig logging;
     std::filesystem::path config_dir;  // the folder relative paths resolve against
 };

@@ -1,9 +1,12 @@
 #include "myelin/service/session_service.hpp"
 
 #include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "myelin/auth/token_format.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/core/metrics.hpp"
 #include "myelin/storage/await.hpp"
 
 namespace myelin::service {
@@ -13,6 +16,27 @@ using storage::RevokeReason;
 bool soft_logout_for(RevokeReason reason) {
     return reason == RevokeReason::kRefreshReuse || reason == RevokeReason::kExpired;
 }
+
+namespace {
+
+// myelin_refreshes_total{outcome}, registered once.
+struct RefreshMetrics {
+    static constexpr std::string_view kName = "myelin_refreshes_total";
+    static constexpr std::string_view kHelp = "Refresh token exchanges, both endpoints";
+    metrics::Counter& ok = metrics::counter(kName, kHelp, {{"outcome", "ok"}});
+    metrics::Counter& idempotent_retry =
+        metrics::counter(kName, kHelp, {{"outcome", "idempotent_retry"}});
+    metrics::Counter& reuse_detected =
+        metrics::counter(kName, kHelp, {{"outcome", "reuse_detected"}});
+    metrics::Counter& failed = metrics::counter(kName, kHelp, {{"outcome", "failed"}});
+};
+
+RefreshMetrics& refresh_metrics() {
+    static RefreshMetrics m;
+    return m;
+}
+
+}  // namespace
 
 struct SessionService::RefreshResult {
     enum class Kind { kRotated, kRetried, kReuse, kUnknown, kEnded };
@@ -29,7 +53,9 @@ struct SessionService::RefreshResult {
 SessionService::SessionService(storage::Database& db, const auth::TokenHasher& hasher,
                                const auth::SuccessorSealer& sealer, auth::TokenCache& cache,
                                const Clock& clock, TokensConfig config)
-    : db_(db), hasher_(hasher), sealer_(sealer), cache_(cache), clock_(clock), config_(config) {}
+    : db_(db), hasher_(hasher), sealer_(sealer), cache_(cache), clock_(clock), config_(config) {
+    refresh_metrics();  // every outcome's series exists from start-up, at zero
+}
 
 std::int64_t SessionService::access_expiry(std::int64_t now, bool refreshable,
                                            std::int64_t ends_ts) const {
@@ -233,6 +259,13 @@ Result<SessionService::RefreshResult> SessionService::refresh_in_txn(storage::Wr
     const auto& s = (*lookup)->session;
     const auto& t = (*lookup)->token;
     out.session = s;
+    // Per device on both endpoints; only now is the device known. A refused refresh has
+    // written nothing, so it changes nothing (the same token works once the budget refills).
+    if (limiter_ && !limiter_->is_exempt(s.user_id)) {
+        if (auto r = limiter_->check(LimitClass::kRefresh, s.user_id + "|" + s.device_id); !r) {
+            return r.error();
+        }
+    }
     if (s.revoked_ts != 0) {
         out.kind = Kind::kEnded;
         out.soft_logout = soft_logout_for(s.revoked_reason);
@@ -351,8 +384,10 @@ boost::asio::awaitable<Result<IssuedTokens>> SessionService::refresh(std::string
         if (flavor == RefreshFlavor::kLegacy) return errors::forbidden(std::move(message));
         return errors::unknown_token(soft, std::move(message));
     };
+    auto& counted = refresh_metrics();
     auto kind = auth::parse_token(refresh_token);
     if (!kind || *kind != auth::TokenKind::kRefresh) {
+        counted.failed.inc();
         co_return fail("Unknown refresh token", false);
     }
     const auto hash = hasher_.hash(refresh_token);
@@ -362,7 +397,10 @@ boost::asio::awaitable<Result<IssuedTokens>> SessionService::refresh(std::string
     };
     auto result_op = storage::write<RefreshResult>(db_, std::move(result_job));
     auto result = co_await std::move(result_op);
-    if (!result) co_return result.error();
+    if (!result) {
+        counted.failed.inc();
+        co_return result.error();
+    }
     auto& r = *result;
     using Kind = RefreshResult::Kind;
     if (r.revoked_now) cache_.revoke_session(r.session.session_id, r.reason);
@@ -375,19 +413,24 @@ boost::asio::awaitable<Result<IssuedTokens>> SessionService::refresh(std::string
             cache_.insert(r.access.token_hash, std::move(entry));
             cache_.advance_session(r.session.session_id, r.session.current_generation,
                                    r.session.used_generation);
+            counted.ok.inc();
             co_return std::move(r.tokens);
         }
         case Kind::kRetried:
+            counted.idempotent_retry.inc();
             co_return std::move(r.tokens);
         case Kind::kReuse:
+            counted.reuse_detected.inc();
             log::app()->warn("refresh token reuse detected: user={} device={} session={}{}",
                              r.session.user_id, r.session.device_id, r.session.session_id,
                              r.revoked_now ? " (session revoked)" : "");
             co_return fail(r.message, r.soft_logout);
         case Kind::kUnknown:
         case Kind::kEnded:
+            counted.failed.inc();
             co_return fail(r.message, r.soft_logout);
     }
+    counted.failed.inc();
     co_return fail("Unknown refresh token", false);
 }
 
@@ -444,6 +487,147 @@ boost::asio::awaitable<Result<void>> SessionService::logout_all(const std::strin
     if (!done) co_return done.error();
     for (auto id : *done) cache_.revoke_session(id, RevokeReason::kLogout);
     co_return Result<void>{};
+}
+
+namespace {
+
+const char* revoke_reason_name(RevokeReason reason) {
+    switch (reason) {
+        case RevokeReason::kNone:
+            return "none";
+        case RevokeReason::kLogout:
+            return "logout";
+        case RevokeReason::kReplaced:
+            return "replaced";
+        case RevokeReason::kRefreshReuse:
+            return "refresh_reuse";
+        case RevokeReason::kAdmin:
+            return "admin";
+        case RevokeReason::kExpired:
+            return "expired";
+        case RevokeReason::kPasswordChange:
+            return "password_change";
+        case RevokeReason::kDeactivated:
+            return "deactivated";
+    }
+    return "unknown";
+}
+
+}  // namespace
+
+boost::asio::awaitable<Result<std::size_t>> SessionService::end_sessions(
+    std::string user_id, std::optional<std::string> device_id,
+    std::optional<std::int64_t> keep_session_id, RevokeReason reason, bool delete_devices) {
+    const std::int64_t now = clock_.now_ms();
+    auto done_job = [user_id = std::move(user_id), device_id = std::move(device_id),
+                     keep_session_id, reason, delete_devices,
+                     now](storage::WriteTxn& txn) -> Result<std::vector<std::int64_t>> {
+        std::optional<std::string_view> only_device;
+        if (device_id) only_device = std::string_view(*device_id);
+        // The device of the kept session survives a user-wide device deletion.
+        std::optional<std::string> kept_device;
+        if (keep_session_id) {
+            auto kept = txn.find_session(*keep_session_id);
+            if (!kept) return kept.error();
+            if (*kept && (*kept)->user_id == user_id) kept_device = (*kept)->device_id;
+        }
+        std::vector<std::int64_t> ended;
+        auto live = txn.live_sessions(user_id, only_device);
+        if (!live) return live.error();
+        for (const auto& s : *live) {
+            if (keep_session_id && s.session_id == *keep_session_id) continue;
+            if (auto r = txn.revoke_session(s.session_id, now, reason); !r) return r.error();
+            if (auto r = txn.delete_session_tokens(s.session_id); !r) return r.error();
+            ended.push_back(s.session_id);
+        }
+        if (delete_devices) {
+            if (device_id) {
+                if (!(kept_device && *kept_device == *device_id)) {
+                    if (auto r = txn.delete_device(user_id, *device_id); !r) return r.error();
+                }
+            } else {
+                auto devices = txn.list_devices(user_id);
+                if (!devices) return devices.error();
+                for (const auto& d : *devices) {
+                    if (kept_device && d.device_id == *kept_device) continue;
+                    if (auto r = txn.delete_device(user_id, d.device_id); !r) return r.error();
+                }
+            }
+        }
+        if (!ended.empty()) {
+            storage::SecurityEventRecord event;
+            event.user_id = user_id;
+            if (device_id) event.device_id = *device_id;
+            event.ts = now;
+            event.kind = "sessions_revoked";
+            event.detail = std::to_string(ended.size()) + " session(s) ended (" +
+                           revoke_reason_name(reason) + ")";
+            if (auto r = txn.insert_security_event(event); !r) return r.error();
+        }
+        return ended;
+    };
+    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job));
+    auto done = co_await std::move(done_op);
+    if (!done) co_return done.error();
+    for (auto id : *done) cache_.revoke_session(id, reason);
+    co_return done->size();
+}
+
+namespace {
+
+// What end_device_sessions' write job did.
+struct DeviceDeletion {
+    std::size_t devices = 0;
+    std::vector<std::int64_t> sessions;
+};
+
+}  // namespace
+
+boost::asio::awaitable<Result<std::size_t>> SessionService::end_device_sessions(
+    std::string user_id, std::vector<std::string> device_ids) {
+    const std::int64_t now = clock_.now_ms();
+    auto done_job = [user_id = std::move(user_id), ids = std::move(device_ids),
+                     now](storage::WriteTxn& txn) -> Result<DeviceDeletion> {
+        // The work is bounded by the user's own devices and sessions (two reads), not by the
+        // list the client sent.
+        std::unordered_set<std::string_view> wanted(ids.begin(), ids.end());
+        DeviceDeletion out;
+        auto live = txn.live_sessions(user_id, std::nullopt);
+        if (!live) return live.error();
+        std::unordered_map<std::string_view, std::size_t> ended_per_device;
+        for (const auto& s : *live) {
+            if (!wanted.contains(s.device_id)) continue;
+            if (auto r = txn.revoke_session(s.session_id, now, RevokeReason::kLogout); !r) {
+                return r.error();
+            }
+            if (auto r = txn.delete_session_tokens(s.session_id); !r) return r.error();
+            out.sessions.push_back(s.session_id);
+            ++ended_per_device[s.device_id];
+        }
+        auto devices = txn.list_devices(user_id);
+        if (!devices) return devices.error();
+        for (const auto& d : *devices) {
+            if (!wanted.contains(d.device_id)) continue;
+            if (auto r = txn.delete_device(user_id, d.device_id); !r) return r.error();
+            storage::SecurityEventRecord event;
+            event.user_id = user_id;
+            event.device_id = d.device_id;
+            event.ts = now;
+            event.kind = "device_deleted";
+            auto ended = ended_per_device.find(d.device_id);
+            event.detail = "device deleted; " +
+                           std::to_string(ended == ended_per_device.end() ? 0 : ended->second) +
+                           " session(s) ended";
+            if (auto r = txn.insert_security_event(event); !r) return r.error();
+            ++out.devices;
+        }
+        return out;
+    };
+    auto done_op = storage::write<DeviceDeletion>(db_, std::move(done_job));
+    auto done = co_await std::move(done_op);
+    if (!done) co_return done.error();
+    for (auto id : done->sessions) cache_.revoke_session(id, RevokeReason::kLogout);
+    co_return done->devices;
 }
 
 Result<std::size_t> SessionService::warm_cache() {

@@ -27,6 +27,7 @@
 #include "myelin/core/config.hpp"
 #include "myelin/core/error.hpp"
 #include "myelin/service/identity.hpp"
+#include "myelin/service/rate_limiter.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -96,10 +97,35 @@ public:
     // Ends every session of the user and deletes all their devices (POST /logout/all).
     boost::asio::awaitable<Result<void>> logout_all(const std::string& user_id);
 
+    // Ends sessions of `user_id` in one write job: every live session of the user (of
+    // `device_id` only, when given) except `keep_session_id`, for `reason`; their token rows are
+    // deleted. With `delete_devices`, also deletes the device rows: `device_id` when given,
+    // otherwise every device of the user except the one `keep_session_id` belongs to. Records
+    // a "sessions_revoked" security event when it ended at least one session. The token cache
+    // learns of every revocation before this returns. Returns how many sessions it ended.
+    // Errors: 503 when storage is unavailable.
+    boost::asio::awaitable<Result<std::size_t>> end_sessions(
+        std::string user_id, std::optional<std::string> device_id,
+        std::optional<std::int64_t> keep_session_id, storage::RevokeReason reason,
+        bool delete_devices);
+
+    // Deletes the listed devices of `user_id` in ONE write job, however many there are: every
+    // live session of those devices ends (kLogout; token rows deleted), the device rows go, and
+    // a "device_deleted" security event is recorded for each device that existed. Ids that name
+    // no device (already gone) are skipped; duplicates count once. The token cache learns of
+    // every revocation before this returns. Returns how many devices were deleted. Errors: 503
+    // when storage is unavailable.
+    boost::asio::awaitable<Result<std::size_t>> end_device_sessions(
+        std::string user_id, std::vector<std::string> device_ids);
+
     // Loads every usable access token into the cache (start-up). Blocking.
     Result<std::size_t> warm_cache();
 
     const TokensConfig& config() const { return config_; }
+
+    // Makes refresh() draw from the per-device refresh bucket (429 when spent; nothing
+    // changes). `limiter` must outlive this service; call before serving. Null: no limit.
+    void set_rate_limiter(RateLimiter* limiter) { limiter_ = limiter; }
 
 private:
     struct RefreshResult;
@@ -116,6 +142,7 @@ private:
     auth::TokenCache& cache_;
     const Clock& clock_;
     TokensConfig config_;
+    RateLimiter* limiter_ = nullptr;  // set before serving, then read-only
 };
 
 // The soft_logout answer for a session that ended for `reason`: true when the user may sign in

@@ -231,11 +231,17 @@ TEST(PasswordHasher, OverloadFailsFastWith503) {
     EXPECT_EQ(ok + overloaded, 5);
 }
 
+TEST(PasswordHasher, QueueOfZeroMeansEightPerThread) {
+    EXPECT_EQ(PasswordHasher(small_params(), 2, 0).max_queue(),
+              2 * PasswordHasher::kQueuePerThread);
+    EXPECT_EQ(PasswordHasher(small_params(), 3, 5).max_queue(), 5U);
+}
+
 TEST(PasswordHasher, SequentialCallsAreNeverRefused) {
-    // One worker and no waiting room: a caller that awaits each job before the next must always
-    // be admitted, i.e. a job stops counting as running before its caller resumes.
+    // One worker and one place in the queue: a caller that awaits each job before the next must
+    // always be admitted, i.e. a job stops counting as running before its caller resumes.
     asio::io_context io;
-    PasswordHasher hasher(small_params(), /*threads=*/1, /*max_queue=*/0);
+    PasswordHasher hasher(small_params(), /*threads=*/1, /*max_queue=*/1);
     auto flow = [&]() -> asio::awaitable<int> {
         int ok = 0;
         for (int i = 0; i < 20; ++i) {

@@ -39,6 +39,8 @@ TEST(Config, DefaultConfigTextParsesToDefaults) {
     EXPECT_EQ(c->tokens.access_token_lifetime, std::chrono::minutes(5));
     EXPECT_EQ(c->tokens.nonrefreshable_access_token_lifetime.count(), 0);
     EXPECT_TRUE(c->rate_limits.enabled);
+    EXPECT_EQ(c->rate_limits.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "::1"}));
+    EXPECT_EQ(c->passwords.hashing_queue, 0U);  // eight per hashing thread
     EXPECT_TRUE(c->registration.enabled);
 }
 
@@ -46,6 +48,10 @@ TEST(Config, EmptyConfigUsesDefaults) {
     auto c = parse_config("", "/x");
     ASSERT_TRUE(c);
     EXPECT_EQ(c->public_baseurl, "http://127.0.0.1:8008/");
+    EXPECT_EQ(c->rate_limits.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "::1"}));
+    auto none = parse_config("[rate_limits]\ntrusted_proxies = []\n", "/x");
+    ASSERT_TRUE(none);
+    EXPECT_TRUE(none->rate_limits.trusted_proxies.empty());
 }
 
 TEST(Config, BadValueNamesKeyValueAndExpectation) {

@@ -7,6 +7,8 @@ void add_client_routes(Router& router, Services& services) {
     add_session_routes(router, services);
     add_refresh_routes(router, services);
     add_account_routes(router, services);
+    add_account_management_routes(router, services);
+    add_device_routes(router, services);
 }
 
 }  // namespace myelin::api::client

@@ -16,6 +16,11 @@ void add_session_routes(Router& router, Services& services);
 void add_refresh_routes(Router& router, Services& services);
 // GET /account/whoami, POST /logout, POST /logout/all.
 void add_account_routes(Router& router, Services& services);
+// POST /account/password, POST /account/deactivate (both UIA), GET /capabilities,
+// GET /v1/register/m.login.registration_token/validity.
+void add_account_management_routes(Router& router, Services& services);
+// GET /devices, GET/PUT/DELETE /devices/{deviceId}, POST /delete_devices (deletion: UIA).
+void add_device_routes(Router& router, Services& services);
 
 // All of the above.
 void add_client_routes(Router& router, Services& services);
