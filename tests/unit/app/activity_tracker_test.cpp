@@ -4,10 +4,6 @@
 
 #include "myelin/service/activity_tracker.hpp"
 
-#include <unistd.h>
-
-#include <filesystem>
-
 #include <gtest/gtest.h>
 
 #include "myelin/core/config.hpp"
@@ -15,25 +11,21 @@
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "counting_database.hpp"
+#include "service_test_env.hpp"
 
 namespace myelin::service {
 namespace {
 
-namespace fs = std::filesystem;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 constexpr auto kInterval = std::chrono::hours(1);  // the thread never fires on its own in tests
 
 using test_support::CountingDatabase;
+using test_support::ScratchDir;
 
 class ActivityTrackerTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() /
-               ("myelin-activity-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        auto db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(db) << db.error().message;
         db_ = std::move(*db);
         counting_ = std::make_unique<CountingDatabase>(*db_);
@@ -47,7 +39,6 @@ protected:
 
     void TearDown() override {
         if (db_) db_->close();
-        fs::remove_all(dir_);
     }
 
     void add_devices(int n, const std::string& stem = "DEV") {
@@ -72,7 +63,7 @@ protected:
         return **found;
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-activity-test"};
     std::unique_ptr<storage::Database> db_;
     std::unique_ptr<CountingDatabase> counting_;
     ManualClock clock_{kStart};

@@ -5,28 +5,25 @@
 
 #include "myelin/service/device_service.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <filesystem>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include "myelin/auth/server_secret.hpp"
-#include "myelin/auth/sodium_init.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "counting_database.hpp"
+#include "service_test_env.hpp"
 
 namespace myelin::service {
 namespace {
 
-namespace fs = std::filesystem;
 using test_support::CountingDatabase;
+using test_support::ScratchDir;
+using test_support::TokenKeys;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 const std::string kAlice = "@alice:localhost";
 const std::string kBob = "@bob:localhost";
@@ -34,23 +31,12 @@ const std::string kBob = "@bob:localhost";
 class DeviceServiceTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auth::ensure_sodium();
-        dir_ = fs::temp_directory_path() /
-               ("myelin-device-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        auto secret = auth::load_or_create_server_secret(dir_ / "key");
-        ASSERT_TRUE(secret);
-        secret_ = std::make_unique<auth::ServerSecret>(std::move(*secret));
-        hasher_ = std::make_unique<auth::TokenHasher>(*secret_);
-        sealer_ = std::make_unique<auth::SuccessorSealer>(*secret_);
-        auto db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(db) << db.error().message;
         db_ = std::move(*db);
         counting_ = std::make_unique<CountingDatabase>(*db_);
-        sessions_ = std::make_unique<SessionService>(*counting_, *hasher_, *sealer_, cache_, clock_,
-                                                     TokensConfig{});
+        sessions_ = std::make_unique<SessionService>(*counting_, keys_.hasher, keys_.sealer, cache_,
+                                                     clock_, TokensConfig{});
         devices_ = std::make_unique<DeviceService>(*counting_, *sessions_);
         auto users = storage::write_sync<bool>(*db_, [](storage::WriteTxn& txn) -> Result<bool> {
             for (const auto& id : {kAlice, kBob}) {
@@ -67,7 +53,6 @@ protected:
         devices_.reset();
         sessions_.reset();
         if (db_) db_->close();
-        fs::remove_all(dir_);
     }
 
     template <typename T>
@@ -104,11 +89,9 @@ protected:
         return found ? *found : std::vector<storage::SecurityEventRecord>{};
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-device-test"};
+    TokenKeys keys_;
     ManualClock clock_{kStart};
-    std::unique_ptr<auth::ServerSecret> secret_;
-    std::unique_ptr<auth::TokenHasher> hasher_;
-    std::unique_ptr<auth::SuccessorSealer> sealer_;
     std::unique_ptr<storage::Database> db_;
     std::unique_ptr<CountingDatabase> counting_;
     auth::TokenCache cache_;

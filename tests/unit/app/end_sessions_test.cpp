@@ -1,9 +1,6 @@
 // SessionService::end_sessions against a real SQLite database: which sessions end, which
 // devices go, that the kept session survives, and that the token cache knows at once.
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <set>
 
 #include <boost/asio/co_spawn.hpp>
@@ -11,45 +8,34 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include "myelin/auth/server_secret.hpp"
-#include "myelin/auth/sodium_init.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include "service_test_env.hpp"
+
 namespace myelin::service {
 namespace {
 
-namespace fs = std::filesystem;
+using test_support::ScratchDir;
+using test_support::TokenKeys;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 constexpr const char* kAlice = "@alice:localhost";
 
 class EndSessionsTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auth::ensure_sodium();
-        dir_ = fs::temp_directory_path() /
-               ("myelin-end-sessions-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        auto secret = auth::load_or_create_server_secret(dir_ / "key");
-        ASSERT_TRUE(secret);
-        secret_ = std::make_unique<auth::ServerSecret>(std::move(*secret));
-        hasher_ = std::make_unique<auth::TokenHasher>(*secret_);
-        sealer_ = std::make_unique<auth::SuccessorSealer>(*secret_);
-        auto db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(db) << db.error().message;
         db_ = std::move(*db);
-        service_ = std::make_unique<SessionService>(*db_, *hasher_, *sealer_, cache_, clock_,
-                                                    TokensConfig{});
+        service_ = std::make_unique<SessionService>(*db_, keys_.hasher, keys_.sealer, cache_,
+                                                    clock_, TokensConfig{});
     }
 
     void TearDown() override {
         service_.reset();
         if (db_) db_->close();
         db_.reset();
-        fs::remove_all(dir_);
     }
 
     template <typename T>
@@ -111,11 +97,9 @@ protected:
         return *e;
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-end-sessions-test"};
+    TokenKeys keys_;
     ManualClock clock_{kStart};
-    std::unique_ptr<auth::ServerSecret> secret_;
-    std::unique_ptr<auth::TokenHasher> hasher_;
-    std::unique_ptr<auth::SuccessorSealer> sealer_;
     std::unique_ptr<storage::Database> db_;
     auth::TokenCache cache_;
     std::unique_ptr<SessionService> service_;

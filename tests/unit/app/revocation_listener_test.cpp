@@ -5,10 +5,7 @@
 
 #include "myelin/service/revocation_listener.hpp"
 
-#include <unistd.h>
-
 #include <chrono>
-#include <filesystem>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,42 +13,34 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include "myelin/auth/server_secret.hpp"
-#include "myelin/auth/sodium_init.hpp"
 #include "myelin/core/metrics.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include "service_test_env.hpp"
+
 namespace myelin::service {
 namespace {
 
-namespace fs = std::filesystem;
+using test_support::ScratchDir;
+using test_support::TokenKeys;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 const std::string kUser = "@alice:localhost";
 
 class RevocationListenerTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auth::ensure_sodium();
-        dir_ = fs::temp_directory_path() /
-               ("myelin-revocation-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        secret_ = std::make_unique<auth::ServerSecret>(auth::ServerSecret::generate());
-        hasher_ = std::make_unique<auth::TokenHasher>(*secret_);
-        sealer_ = std::make_unique<auth::SuccessorSealer>(*secret_);
-        auto server_db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto server_db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(server_db) << server_db.error().message;
         server_db_ = std::move(*server_db);
-        auto cli_db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto cli_db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(cli_db) << cli_db.error().message;
         cli_db_ = std::move(*cli_db);
-        server_ = std::make_unique<SessionService>(*server_db_, *hasher_, *sealer_, server_cache_,
-                                                   clock_, config_);
-        cli_ = std::make_unique<SessionService>(*cli_db_, *hasher_, *sealer_, cli_cache_, clock_,
-                                                config_);
+        server_ = std::make_unique<SessionService>(*server_db_, keys_.hasher, keys_.sealer,
+                                                   server_cache_, clock_, config_);
+        cli_ = std::make_unique<SessionService>(*cli_db_, keys_.hasher, keys_.sealer, cli_cache_,
+                                                clock_, config_);
     }
 
     void TearDown() override {
@@ -60,7 +49,6 @@ protected:
         cli_.reset();
         server_db_->close();
         cli_db_->close();
-        fs::remove_all(dir_);
     }
 
     template <typename T>
@@ -90,7 +78,7 @@ protected:
     // The server's cached view of the token: live, revoked, or gone from the cache.
     enum class Cached { kLive, kRevoked, kAbsent };
     Cached cached(const IssuedTokens& t) {
-        auto found = server_cache_.find(hasher_->hash(t.access_token));
+        auto found = server_cache_.find(keys_.hasher.hash(t.access_token));
         if (!found) return Cached::kAbsent;
         return found->session->revoked() ? Cached::kRevoked : Cached::kLive;
     }
@@ -103,12 +91,10 @@ protected:
         ASSERT_EQ(*ended, 1u);
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-revocation-test"};
+    TokenKeys keys_;
     ManualClock clock_{kStart};
     TokensConfig config_;
-    std::unique_ptr<auth::ServerSecret> secret_;
-    std::unique_ptr<auth::TokenHasher> hasher_;
-    std::unique_ptr<auth::SuccessorSealer> sealer_;
     std::unique_ptr<storage::Database> server_db_;
     std::unique_ptr<storage::Database> cli_db_;
     auth::TokenCache server_cache_;

@@ -12,49 +12,37 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include "myelin/auth/server_secret.hpp"
-#include "myelin/auth/sodium_init.hpp"
 #include "myelin/auth/token_format.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
+
+#include "service_test_env.hpp"
 
 namespace myelin::service {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::ScratchDir;
+using test_support::TokenKeys;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 
 class SessionServiceTest : public ::testing::Test {
 protected:
-    void SetUp() override {
-        auth::ensure_sodium();
-        dir_ = fs::temp_directory_path() /
-               ("myelin-session-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        auto secret = auth::load_or_create_server_secret(dir_ / "key");
-        ASSERT_TRUE(secret);
-        secret_ = std::make_unique<auth::ServerSecret>(std::move(*secret));
-        hasher_ = std::make_unique<auth::TokenHasher>(*secret_);
-        sealer_ = std::make_unique<auth::SuccessorSealer>(*secret_);
-        open();
-    }
+    void SetUp() override { open(); }
 
     void TearDown() override {
         service_.reset();
         if (db_) db_->close();
         db_.reset();
-        fs::remove_all(dir_);
     }
 
     void open() {
-        auto db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(db) << db.error().message;
         db_ = std::move(*db);
         cache_ = std::make_unique<auth::TokenCache>();
-        service_ =
-            std::make_unique<SessionService>(*db_, *hasher_, *sealer_, *cache_, clock_, config_);
+        service_ = std::make_unique<SessionService>(*db_, keys_.hasher, keys_.sealer, *cache_,
+                                                    clock_, config_);
     }
 
     // Simulates a server restart: a fresh database handle and an empty cache.
@@ -103,12 +91,10 @@ protected:
         return it != e.extra.end() && it->value().as_bool();
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-session-test"};
+    TokenKeys keys_;
     ManualClock clock_{kStart};
     TokensConfig config_;
-    std::unique_ptr<auth::ServerSecret> secret_;
-    std::unique_ptr<auth::TokenHasher> hasher_;
-    std::unique_ptr<auth::SuccessorSealer> sealer_;
     std::unique_ptr<storage::Database> db_;
     std::unique_ptr<auth::TokenCache> cache_;
     std::unique_ptr<SessionService> service_;
@@ -204,7 +190,8 @@ TEST_F(SessionServiceTest, ReuseAfterSuccessorUsedRevokesSessionButNotDevice) {
 
 TEST_F(SessionServiceTest, ReuseWithRevocationSwitchedOffKeepsSession) {
     config_.refresh_reuse_revokes_session = false;
-    service_ = std::make_unique<SessionService>(*db_, *hasher_, *sealer_, *cache_, clock_, config_);
+    service_ = std::make_unique<SessionService>(*db_, keys_.hasher, keys_.sealer, *cache_, clock_,
+                                                config_);
     auto t = sign_in("DEV1");
     auto next = refresh(*t.refresh_token);
     ASSERT_TRUE(next);
@@ -263,7 +250,8 @@ TEST_F(SessionServiceTest, MalformedOrUnknownRefreshTokenRevokesNothing) {
 
 TEST_F(SessionServiceTest, IdleTimeoutEndsSessionWithSoftLogout) {
     config_.session_idle_timeout = std::chrono::hours(1);
-    service_ = std::make_unique<SessionService>(*db_, *hasher_, *sealer_, *cache_, clock_, config_);
+    service_ = std::make_unique<SessionService>(*db_, keys_.hasher, keys_.sealer, *cache_, clock_,
+                                                config_);
     auto t = sign_in("DEV1");
     clock_.advance_ms(3'600'001);
     auto r = refresh(*t.refresh_token);
@@ -273,7 +261,8 @@ TEST_F(SessionServiceTest, IdleTimeoutEndsSessionWithSoftLogout) {
 
 TEST_F(SessionServiceTest, ExpiresInNeverReachesPastAbsoluteSessionEnd) {
     config_.session_absolute_lifetime = std::chrono::minutes(7);
-    service_ = std::make_unique<SessionService>(*db_, *hasher_, *sealer_, *cache_, clock_, config_);
+    service_ = std::make_unique<SessionService>(*db_, keys_.hasher, keys_.sealer, *cache_, clock_,
+                                                config_);
     auto t = sign_in("DEV1");
     EXPECT_EQ(*t.expires_in_ms, 5 * 60'000);
     clock_.advance_ms(4 * 60'000);
@@ -324,8 +313,7 @@ TEST_F(SessionServiceTest, NoTokenReachesTheDatabaseFiles) {
     service_.reset();
     db_->close();
     db_.reset();
-    for (const auto& entry : fs::directory_iterator(dir_)) {
-        if (entry.path().filename() == "key") continue;
+    for (const auto& entry : fs::directory_iterator(dir_.path())) {
         std::ifstream in(entry.path(), std::ios::binary);
         std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         for (const auto& s : secrets) {

@@ -3,10 +3,7 @@
 // stages, the password stage and its failure body, registration tokens reserved, completed and
 // released.
 
-#include <unistd.h>
-
 #include <cctype>
-#include <filesystem>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,11 +17,13 @@
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include "service_test_env.hpp"
+
 namespace myelin::service {
 namespace {
 
-namespace fs = std::filesystem;
 namespace json = boost::json;
+using test_support::ScratchDir;
 constexpr std::int64_t kStart = 1'700'000'000'000;
 constexpr const char* kAlice = "@alice:localhost";
 constexpr const char* kBob = "@bob:localhost";
@@ -35,12 +34,7 @@ class UiaEngineTest : public ::testing::Test {
 protected:
     void SetUp() override {
         auth::ensure_sodium();
-        dir_ = fs::temp_directory_path() /
-               ("myelin-uia-test-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        auto db = storage::open_sqlite((dir_ / "hs.db").string());
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
         ASSERT_TRUE(db) << db.error().message;
         db_ = std::move(*db);
         auth::PasswordParams params;
@@ -58,7 +52,6 @@ protected:
         hasher_.reset();
         if (db_) db_->close();
         db_.reset();
-        fs::remove_all(dir_);
     }
 
     void add_user(const std::string& user_id, const std::string& password) {
@@ -149,7 +142,7 @@ protected:
         ASSERT_TRUE(r);
     }
 
-    fs::path dir_;
+    ScratchDir dir_{"myelin-uia-test"};
     ManualClock clock_{kStart};
     std::unique_ptr<storage::Database> db_;
     std::unique_ptr<auth::PasswordHasher> hasher_;
