@@ -277,6 +277,9 @@ private:
         unsigned version = 11;
         bool keep_alive = false;
         bool head = false;
+        // Several X-Forwarded-For header lines joined with ", " (RFC 9110 5.3: the same as one
+        // line listing them all); request.forwarded_for views it then.
+        std::string forwarded_for_joined;
     };
 
     asio::awaitable<void> serve();
@@ -525,13 +528,44 @@ asio::awaitable<bool> Connection::serve_one() {
     // and Beast would otherwise check Content-Length against its 1 MiB default.
     parser.body_limit(boost::none);
     {
-        auto [ec, n] = co_await bhttp::async_read_header(socket_, buffer_, parser, kUseTuple);
+        // The header is parsed from buffer_ by hand rather than through async_read_header:
+        // serve() has usually read the whole request already, and Beast's composed read would
+        // then complete "immediately", which costs a post through the scheduler and two
+        // composed-operation layers per request. The socket is read only when bytes are missing.
+        std::size_t header_bytes = 0;  // consumed so far, across reads
+        error_code ec;
+        while (!parser.is_header_done()) {
+            if (buffer_.size() > 0) {
+                const std::size_t used = parser.put(buffer_.data(), ec);
+                buffer_.consume(used);
+                header_bytes += used;
+                if (ec == bhttp::error::need_more || (!ec && used == 0)) {
+                    ec = {};  // the header is incomplete: read more below
+                } else if (ec) {
+                    break;
+                } else {
+                    continue;  // header done, or more of it parsed: look again
+                }
+            }
+            auto [read_ec, n] =
+                co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+            if (read_ec == asio::error::eof) {
+                parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
+                if (!ec) ec = bhttp::error::partial_message;
+                break;
+            }
+            if (read_ec || timed_out_) {
+                ec = read_ec;
+                break;
+            }
+            buffer_.commit(n);
+        }
         if (ec || timed_out_) {
             co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
         }
         // Beast applies header_limit to each buffer it is handed, so whether it fires depends on
-        // how the bytes arrived; `n` is the whole header's size, which does not.
-        if (n > limits.max_header_bytes) {
+        // how the bytes arrived; the whole header's size does not.
+        if (header_bytes > limits.max_header_bytes) {
             co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
         }
     }
@@ -549,7 +583,21 @@ asio::awaitable<bool> Connection::serve_one() {
     }
     request.authorization = std::string_view(message[bhttp::field::authorization]);
     request.content_type = std::string_view(message[bhttp::field::content_type]);
-    request.forwarded_for = std::string_view(message["X-Forwarded-For"]);
+    {
+        // Every X-Forwarded-For line counts: a proxy may add its own line rather than append
+        // to the client's, and reading only the first would then believe the client.
+        auto [first, end] = message.equal_range("X-Forwarded-For");
+        if (first != end && std::next(first) != end) {
+            exchange.forwarded_for_joined.clear();
+            for (auto it = first; it != end; ++it) {
+                if (!exchange.forwarded_for_joined.empty()) exchange.forwarded_for_joined += ", ";
+                exchange.forwarded_for_joined.append(it->value().data(), it->value().size());
+            }
+            request.forwarded_for = exchange.forwarded_for_joined;
+        } else {
+            request.forwarded_for = first != end ? std::string_view(first->value()) : "";
+        }
+    }
     request.user_agent = std::string_view(message[bhttp::field::user_agent]);
 
     if (!parser.is_done()) {
