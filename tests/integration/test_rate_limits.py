@@ -12,7 +12,8 @@ handful of requests reaches each limit. What is checked:
 - registration is limited per IP;
 - X-Forwarded-For is ignored from untrusted peers (spoofing does not escape the limit) and
   honoured from trusted proxies (right-most untrusted address);
-- exempt users (bots) log in and make requests without limit, login included;
+- exempt users (bots) log in and make requests without limit, login included, but guesses at
+  their passwords are limited like anyone's;
 - enabled = false turns it all off;
 - a full hashing queue sheds logins and registrations at once with 503 + Retry-After;
 - the dispatcher counts requests per route/method/status and their latency.
@@ -21,6 +22,8 @@ handful of requests reaches each limit. What is checked:
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import re
 import sqlite3
 import time
@@ -29,6 +32,7 @@ import requests
 
 from client_helpers import (V3, R0, bearer, legacy_refresh, login, login_ok, mxid, refresh,
                             register, register_ok, show, unique_name, unique_password, whoami)
+import myelin_harness as h
 from myelin_harness import (assert_cors, assert_matrix_error, free_port, header_tokens,
                             start_server)
 
@@ -278,6 +282,20 @@ def test_forwarded_for_honoured_from_trusted_proxy(tmp_path):
     # What the client wrote left of the proxy's entry is not believed: the right-most
     # untrusted address (198.51.100.1, spent) counts.
     assert_limited(_register_from(server, "203.0.113.9, 198.51.100.1"))
+    # A proxy that adds its own header line instead of appending to the client's: every line
+    # counts, so the spoofed first line does not buy a new budget.
+    conn = http.client.HTTPConnection(h.LOCAL, server.port, timeout=10)
+    body = json.dumps({"username": unique_name("xff"), "password": unique_password(),
+                       "auth": {"type": "m.login.dummy"}})
+    conn.putrequest("POST", V3 + "/register")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.putheader("X-Forwarded-For", "203.0.113.50")  # written by the client
+    conn.putheader("X-Forwarded-For", "198.51.100.1")  # added by the proxy
+    conn.endheaders(body.encode())
+    r = conn.getresponse()
+    assert r.status == 429, (r.status, r.read())
+    conn.close()
 
 
 # ------------------------------------------------------------------------------ exemptions
@@ -289,10 +307,9 @@ def test_exempt_bot_logs_in_repeatedly(tmp_path):
         exempt_users=[mxid(bot_name)]))
     bot = register_ok(server, bot_name)
     alice = register_ok(server, unique_name("alice"))
-    for i in range(16):  # beyond the login, failed-login and per-IP budgets
+    for i in range(16):  # beyond the login and per-IP budgets
         r = login(server, bot.localpart if i % 2 else mxid(bot.localpart), bot.password)
         assert r.status_code == 200, f"exempt login #{i}: {show(r)}"
-        assert login(server, bot.localpart, "wrong").status_code == 403
     # Its authenticated requests are not limited either.
     for _ in range(20):
         assert whoami(server, bot.access_token).status_code == 200
@@ -303,6 +320,17 @@ def test_exempt_bot_logs_in_repeatedly(tmp_path):
     statuses = [whoami(server, alice.access_token).status_code for _ in range(14)]
     assert 429 in statuses, statuses
     assert whoami(server, bot.access_token).status_code == 200
+
+
+def test_exempt_users_passwords_are_not_open_to_guessing(tmp_path):
+    """The exemption covers the bot's own logins, not guesses at its password."""
+    bot_name = unique_name("bot")
+    server = start_server(tmp_path, rate_limits=limits(
+        failed_login=(0.01, 2), exempt_users=[mxid(bot_name)]))
+    bot = register_ok(server, bot_name)
+    for _ in range(2):
+        assert login(server, bot.localpart, "wrong-guess").status_code == 403
+    assert_limited(login(server, bot.localpart, "another-guess"))
 
 
 # ------------------------------------------------------------------------------ off switch

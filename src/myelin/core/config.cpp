@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
@@ -13,6 +14,23 @@
 
 namespace myelin {
 namespace {
+
+// "1.2.3.4", "::1", or either with "/bits" (at most 32 or 128).
+bool is_address_or_range(std::string_view entry) {
+    const auto slash = entry.find('/');
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(std::string(entry.substr(0, slash)), ec);
+    if (ec) return false;
+    if (slash == std::string_view::npos) return true;
+    const std::string_view bits = entry.substr(slash + 1);
+    if (bits.empty() || bits.size() > 3) return false;
+    unsigned n = 0;
+    for (char ch : bits) {
+        if (ch < '0' || ch > '9') return false;
+        n = n * 10 + static_cast<unsigned>(ch - '0');
+    }
+    return n <= (address.is_v4() ? 32U : 128U);
+}
 
 Error config_error(std::string message) {
     return errors::make(500, "M_UNKNOWN", std::move(message));
@@ -205,6 +223,14 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.boolean("rate_limits.enabled", c.rate_limits.enabled));
     MYELIN_READ(r.strings("rate_limits.trusted_proxies", c.rate_limits.trusted_proxies));
     MYELIN_READ(r.strings("rate_limits.exempt_users", c.rate_limits.exempt_users));
+    for (const auto& proxy : c.rate_limits.trusted_proxies) {
+        if (!is_address_or_range(proxy)) {
+            return config_error(fmt::format(
+                "config key 'rate_limits.trusted_proxies' has the entry \"{}\"; expected an IP "
+                "address (\"10.0.0.2\", \"::1\") or a CIDR range (\"10.0.0.0/8\")",
+                proxy));
+        }
+    }
     {
         auto& rl = c.rate_limits;
         const std::pair<const char*, BucketConfig*> buckets[] = {
@@ -450,9 +476,9 @@ shutdown_grace = "10s"
 # Token buckets: <class>_per_second refill, up to <class>_burst. A refused request gets 429
 # M_LIMIT_EXCEEDED with retry_after_ms and a Retry-After header.
 enabled = true
-# X-Forwarded-For is believed only from these peers (your reverse proxies). The default trusts a
-# proxy on this machine; without it every client behind the proxy would share one budget. Set []
-# if local processes you do not trust can reach the listener.
+# X-Forwarded-For is believed only from these peers (your reverse proxies): addresses or CIDR
+# ranges ("10.0.0.0/8"). The default trusts a proxy on this machine; without it every client
+# behind the proxy would share one budget. Set [] if untrusted local processes can connect.
 trusted_proxies = ["127.0.0.1", "::1"]
 # Users (full MXIDs) exempt from every limit, login included: bots that sign in on every run.
 exempt_users = []
@@ -462,8 +488,8 @@ login_per_second = 0.5             # login attempts, per client IP
 login_burst = 10.0
 failed_login_per_second = 0.1      # failed logins, per account (unknown names too)
 failed_login_burst = 5.0
-registration_per_second = 0.2      # registrations, per client IP
-registration_burst = 5.0
+registration_per_second = 0.2      # POST /register requests, per client IP (a registration
+registration_burst = 10.0          # is usually two: the flows, then the auth)
 refresh_per_second = 2.0           # refreshes, per device (both refresh endpoints)
 refresh_burst = 20.0
 token_validity_per_second = 0.2    # registration-token validity checks, per client IP

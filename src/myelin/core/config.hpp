@@ -82,7 +82,7 @@ struct RateLimitsConfig {
     BucketConfig client_ip{50.0, 200.0};    // every request, per client IP
     BucketConfig login{0.5, 10.0};          // login attempts, per client IP
     BucketConfig failed_login{0.1, 5.0};    // failed logins, per account (known or not)
-    BucketConfig registration{0.2, 5.0};    // registrations, per client IP
+    BucketConfig registration{0.2, 10.0};   // POST /register requests, per client IP
     BucketConfig refresh{2.0, 20.0};        // refreshes, per device (both endpoints)
     BucketConfig token_validity{0.2, 5.0};  // registration-token validity checks, per IP
 };

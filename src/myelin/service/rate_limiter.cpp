@@ -189,15 +189,71 @@ std::string normalize_ip(std::string_view ip) {
     return address.to_string();
 }
 
-TrustedProxies::TrustedProxies(const std::vector<std::string>& addresses) {
-    for (const auto& a : addresses) {
-        auto n = normalize_ip(a);
-        if (!n.empty()) addresses_.insert(std::move(n));
+namespace {
+
+// The address's bytes, IPv4 in the first four; false when `text` is not an address.
+bool address_bytes(std::string_view text, std::array<unsigned char, 16>& bytes, bool& v4) {
+    boost::system::error_code ec;
+    auto address = boost::asio::ip::make_address(std::string(text), ec);
+    if (ec) return false;
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        address = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6());
+    }
+    bytes.fill(0);
+    v4 = address.is_v4();
+    if (v4) {
+        const auto b = address.to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), bytes.begin());
+    } else {
+        bytes = address.to_v6().to_bytes();
+    }
+    return true;
+}
+
+}  // namespace
+
+TrustedProxies::TrustedProxies(const std::vector<std::string>& entries) {
+    for (const auto& entry : entries) {
+        const auto slash = entry.find('/');
+        if (slash == std::string::npos) {
+            auto n = normalize_ip(entry);
+            if (!n.empty()) addresses_.insert(std::move(n));
+            continue;
+        }
+        Range range;
+        const std::string_view prefix_text = std::string_view(entry).substr(slash + 1);
+        unsigned prefix = 0;
+        if (prefix_text.empty() || prefix_text.size() > 3 ||
+            !std::all_of(prefix_text.begin(), prefix_text.end(),
+                         [](char c) { return c >= '0' && c <= '9'; }) ||
+            !address_bytes(std::string_view(entry).substr(0, slash), range.bytes, range.v4)) {
+            continue;
+        }
+        for (char c : prefix_text) prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+        if (prefix > (range.v4 ? 32U : 128U)) continue;
+        range.prefix = prefix;
+        ranges_.push_back(range);
     }
 }
 
 bool TrustedProxies::contains(std::string_view normalized_ip) const {
-    return addresses_.find(normalized_ip) != addresses_.end();
+    if (addresses_.find(normalized_ip) != addresses_.end()) return true;
+    if (ranges_.empty()) return false;
+    std::array<unsigned char, 16> bytes{};
+    bool v4 = false;
+    if (!address_bytes(normalized_ip, bytes, v4)) return false;
+    for (const auto& range : ranges_) {
+        if (range.v4 != v4) continue;
+        const unsigned whole = range.prefix / 8;
+        const unsigned rest = range.prefix % 8;
+        if (!std::equal(bytes.begin(), bytes.begin() + whole, range.bytes.begin())) continue;
+        if (rest != 0) {
+            const auto mask = static_cast<unsigned char>(0xFFU << (8 - rest));
+            if ((bytes[whole] & mask) != (range.bytes[whole] & mask)) continue;
+        }
+        return true;
+    }
+    return false;
 }
 
 std::string client_ip(const http::Request& request, const TrustedProxies& trusted_proxies) {
@@ -266,14 +322,6 @@ RateLimiter::RateLimiter(const RateLimitsConfig& config, std::string server_name
       store_(store),
       clock_(clock),
       trusted_(config.trusted_proxies) {
-    for (const auto& proxy : config_.trusted_proxies) {
-        if (normalize_ip(proxy).empty()) {
-            log::app()->warn(
-                "rate_limits.trusted_proxies: '{}' is not an IP address and is ignored (its "
-                "X-Forwarded-For will not be believed)",
-                proxy);
-        }
-    }
     for (const auto& user : config_.exempt_users) {
         // "@Bot:server" and "@bot:server" name the same account here.
         auto resolved = user_id_for_login(user, server_name_);
@@ -338,7 +386,9 @@ void RateLimiter::give_back(LimitClass cls, std::string_view key) {
 
 Result<RateLimiter::FailedLoginTicket> RateLimiter::reserve_failed_login(std::string_view user_id) {
     FailedLoginTicket ticket;
-    if (!config_.enabled || is_exempt(user_id)) return ticket;
+    // Exempt users are not exempt here: a bot never fails with its own password, and its
+    // password must not be open to unlimited guessing.
+    if (!config_.enabled) return ticket;
     auto r =
         store_.take(LimitClass::kFailedLogin, user_id, config_.failed_login, 1.0, clock_.now_ms());
     if (!r.granted) return refused(LimitClass::kFailedLogin, r.retry_after_ms);

@@ -134,18 +134,26 @@ private:
     std::array<Shard, kShards> shards_;
 };
 
-// The proxies whose X-Forwarded-For is believed: exact IP addresses, compared after
-// normalisation (IPv4-mapped IPv6 is IPv4). Read-only once built.
+// The proxies whose X-Forwarded-For is believed: IP addresses, compared after normalisation
+// (IPv4-mapped IPv6 is IPv4), and CIDR ranges ("10.0.0.0/8", "fd00::/8"; a container network's
+// proxies). Read-only once built.
 class TrustedProxies {
 public:
     TrustedProxies() = default;
-    // Entries that are not IP addresses are ignored (the RateLimiter logs a warning for each).
-    explicit TrustedProxies(const std::vector<std::string>& addresses);
+    // Entries that are neither are ignored (the config loader refuses them before this).
+    explicit TrustedProxies(const std::vector<std::string>& entries);
+    // Whether `normalized_ip` (see normalize_ip) is one of the addresses or inside a range.
     bool contains(std::string_view normalized_ip) const;
-    bool empty() const { return addresses_.empty(); }
+    bool empty() const { return addresses_.empty() && ranges_.empty(); }
 
 private:
+    struct Range {
+        std::array<unsigned char, 16> bytes{};  // IPv4 in the first 4 bytes
+        unsigned prefix = 0;                    // bits
+        bool v4 = false;
+    };
     detail::StringSet addresses_;
+    std::vector<Range> ranges_;
 };
 
 // `ip` in canonical text form ("::ffff:1.2.3.4" → "1.2.3.4", IPv6 compressed), or "" when it is
@@ -209,7 +217,8 @@ public:
     // (a full MXID, existing or not). 429 when the account's budget is spent. Taking the token
     // up front (and giving it back on success, see release_failed_login) means concurrent guesses
     // can never exceed the budget, as "check, hash, then draw" would let them. Exempt users
-    // and a disabled limiter get an empty ticket.
+    // are limited here too (their passwords must not be open to guessing); a disabled limiter
+    // gives an empty ticket.
     [[nodiscard]] Result<FailedLoginTicket> reserve_failed_login(std::string_view user_id);
 
     // The attempt did not turn out to be a wrong guess (it succeeded, or failed before the

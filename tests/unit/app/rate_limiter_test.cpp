@@ -198,12 +198,17 @@ TEST_F(RateLimiterTest, ExemptUsersAreResolvedLikeLogins) {
     EXPECT_FALSE(limiter.is_exempt_login("@bot:elsewhere"));
     EXPECT_FALSE(limiter.is_exempt_login("alice"));
     EXPECT_FALSE(limiter.is_exempt_login(""));
-    // The failed-login budget does not apply to them at all.
-    for (int i = 0; i < 10; ++i) {
+    // The failed-login budget applies to them like to anyone: an exemption must not open a
+    // bot's password to unlimited guessing.
+    const int burst = static_cast<int>(config_.failed_login.burst);
+    for (int i = 0; i < burst; ++i) {
         auto t = limiter.reserve_failed_login("@bot:localhost");
         ASSERT_TRUE(t);
-        EXPECT_FALSE(t->reserved);
+        EXPECT_TRUE(t->reserved);
     }
+    auto refused = limiter.reserve_failed_login("@bot:localhost");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().status, 429);
 }
 
 TEST_F(RateLimiterTest, GiveBackReturnsADrawnToken) {
@@ -251,6 +256,23 @@ TEST(ClientIp, RightMostUntrustedAddressBehindTrustedProxies) {
     EXPECT_EQ(client_ip(request_from("127.0.0.1", "[2001:db8::1]:443"), proxies), "2001:db8::1");
     // No header: the proxy itself.
     EXPECT_EQ(client_ip(request_from("127.0.0.1"), proxies), "127.0.0.1");
+}
+
+TEST(ClientIp, CidrRangesOfTrustedProxies) {
+    TrustedProxies proxies({"10.0.0.0/8", "fd00::/8", "192.168.1.128/25", "junk/8", "1.2.3.4/33"});
+    EXPECT_TRUE(proxies.contains("10.200.3.4"));
+    EXPECT_TRUE(proxies.contains("fd12:3456::1"));
+    EXPECT_TRUE(proxies.contains("192.168.1.200"));
+    EXPECT_FALSE(proxies.contains("192.168.1.100"));  // below the /25
+    EXPECT_FALSE(proxies.contains("11.0.0.1"));
+    EXPECT_FALSE(proxies.contains("fe80::1"));
+    EXPECT_FALSE(proxies.contains("1.2.3.4"));  // a /33 is no range
+    // A container network's proxy passes on what it saw.
+    EXPECT_EQ(client_ip(request_from("::ffff:10.1.2.3", "6.6.6.6, 203.0.113.7"), proxies),
+              "203.0.113.7");
+    TrustedProxies everything({"0.0.0.0/0"});
+    EXPECT_TRUE(everything.contains("203.0.113.7"));
+    EXPECT_FALSE(everything.contains("::1"));
 }
 
 TEST(ClientIp, Ipv6BucketsArePerSlash64) {

@@ -52,6 +52,16 @@ TEST(Config, EmptyConfigUsesDefaults) {
     auto none = parse_config("[rate_limits]\ntrusted_proxies = []\n", "/x");
     ASSERT_TRUE(none);
     EXPECT_TRUE(none->rate_limits.trusted_proxies.empty());
+    auto ranges =
+        parse_config("[rate_limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n", "/x");
+    ASSERT_TRUE(ranges) << ranges.error().message;
+    // An entry that is neither an address nor a range is refused, not silently ignored.
+    for (const char* bad : {"proxy.local", "10.0.0.0/33", "10.0.0.0/", "::/129", "1.2.3.4/x"}) {
+        auto refused =
+            parse_config(std::string("[rate_limits]\ntrusted_proxies = [\"") + bad + "\"]\n", "/x");
+        ASSERT_FALSE(refused) << bad;
+        EXPECT_NE(refused.error().message.find(bad), std::string::npos) << refused.error().message;
+    }
 }
 
 TEST(Config, BadValueNamesKeyValueAndExpectation) {
