@@ -86,12 +86,35 @@ void shutdown() {
     spdlog::shutdown();
 }
 
+namespace {
+
+// Paths whose next segment is a secret (a registration token names itself in the admin API).
+constexpr std::array<std::string_view, 1> kSecretSegmentAfter = {
+    "/_myelin/admin/v1/registration_tokens/"};
+
+// `path` with the secret segment of a kSecretSegmentAfter path replaced by "<redacted>".
+std::string redact_path(std::string_view path) {
+    for (auto prefix : kSecretSegmentAfter) {
+        if (path.size() > prefix.size() && path.starts_with(prefix)) {
+            const auto end = path.find('/', prefix.size());
+            std::string out(prefix);
+            out += "<redacted>";
+            if (end != std::string_view::npos) out.append(path.substr(end));
+            return out;
+        }
+    }
+    return std::string(path);
+}
+
+}  // namespace
+
 std::string redact_target(std::string_view target) {
     static constexpr std::array<std::string_view, 4> kSecretParams = {"access_token", "token",
                                                                       "refresh_token", "password"};
     auto q = target.find('?');
-    if (q == std::string_view::npos) return std::string(target);
-    std::string out(target.substr(0, q + 1));
+    if (q == std::string_view::npos) return redact_path(target);
+    std::string out = redact_path(target.substr(0, q));
+    out += '?';
     std::string_view query = target.substr(q + 1);
     bool first = true;
     while (true) {

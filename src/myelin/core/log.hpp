@@ -27,7 +27,8 @@ std::shared_ptr<spdlog::logger> access();
 void shutdown();
 
 // `target` with the value of every secret-bearing query parameter (access_token, token,
-// refresh_token, password) replaced by "<redacted>".
+// refresh_token, password) and every secret path segment (the registration token in
+// /_myelin/admin/v1/registration_tokens/{token}) replaced by "<redacted>".
 std::string redact_target(std::string_view target);
 
 }  // namespace myelin::log
