@@ -116,9 +116,9 @@ void ClientDispatcher::note_activity(const http::Request& request,
     // Keyed by device, never by token; the address as the rate limiter sees it (trusted
     // proxies' X-Forwarded-For honoured).
     if (limiter_) {
-        activity_->touch(identity.user_id(), identity.device_id(), limiter_->client_ip(request));
+        activity_->touch_session(*identity.session, limiter_->client_ip(request));
     } else {
-        activity_->touch(identity.user_id(), identity.device_id(), request.remote_ip);
+        activity_->touch_session(*identity.session, request.remote_ip);
     }
 }
 

@@ -34,6 +34,10 @@ struct CachedSession {
     std::atomic<std::int64_t> current_generation{0};
     std::atomic<std::int64_t> used_generation{0};
     std::atomic<int> revoked_reason{0};  // storage::RevokeReason; 0: live
+    // When this session's use was last handed to the activity tracker, and a hash of the
+    // address it came from: lets the tracker skip repeated sightings (see ActivityTracker).
+    std::atomic<std::int64_t> activity_noted_ms{0};
+    std::atomic<std::uint64_t> activity_ip_hash{0};
 
     bool revoked() const { return revoked_reason.load(std::memory_order_acquire) != 0; }
 };

@@ -37,6 +37,7 @@ ActivityTracker::ActivityTracker(storage::Database& db, const Clock& clock,
     : db_(db),
       clock_(clock),
       interval_(std::max(flush_interval, std::chrono::milliseconds(1))),
+      resolution_(std::min(interval_, std::chrono::milliseconds(1000))),
       max_batch_(std::max<std::size_t>(max_batch, 1)) {
     (void)activity_metrics();
 }
@@ -73,6 +74,21 @@ void ActivityTracker::touch(std::string_view user_id, std::string_view device_id
 void ActivityTracker::touch(std::string_view user_id, std::string_view device_id,
                             std::string_view ip) {
     touch(user_id, device_id, ip, clock_.now_ms());
+}
+
+void ActivityTracker::touch_session(auth::CachedSession& session, std::string_view ip) {
+    const std::int64_t now = clock_.now_ms();
+    const std::uint64_t ip_hash = std::hash<std::string_view>{}(ip);
+    const std::int64_t noted = session.activity_noted_ms.load(std::memory_order_relaxed);
+    if (now >= noted && now - noted < resolution_.count() &&
+        session.activity_ip_hash.load(std::memory_order_relaxed) == ip_hash) {
+        return;
+    }
+    // Racing requests of one session may both get here; both touches are correct, one is
+    // merely redundant.
+    session.activity_noted_ms.store(now, std::memory_order_relaxed);
+    session.activity_ip_hash.store(ip_hash, std::memory_order_relaxed);
+    touch(session.user_id, session.device_id, ip, now);
 }
 
 std::size_t ActivityTracker::pending() const {

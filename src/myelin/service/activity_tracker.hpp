@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "myelin/auth/token_cache.hpp"
 #include "myelin/core/clock.hpp"
 #include "myelin/core/error.hpp"
 #include "myelin/storage/database.hpp"
@@ -58,6 +59,15 @@ public:
                std::int64_t now_ms);
     // The same at the tracker's clock's current time.
     void touch(std::string_view user_id, std::string_view device_id, std::string_view ip);
+
+    // The request path's form: records a use of `session`'s device from `ip` unless the same
+    // session was already recorded from the same address less than resolution() ago (then the
+    // sighting changes nothing worth a lock and a hash lookup). last_seen_ts may therefore lag
+    // the real last request by up to resolution(); last_seen_ip never misses a change.
+    void touch_session(auth::CachedSession& session, std::string_view ip);
+
+    // The coarsest last_seen_ts step: min(flush interval, 1 s).
+    std::chrono::milliseconds resolution() const { return resolution_; }
 
     // Starts the background thread that calls flush() every interval. Call once.
     void start();
@@ -103,6 +113,7 @@ private:
     storage::Database& db_;
     const Clock& clock_;
     const std::chrono::milliseconds interval_;
+    const std::chrono::milliseconds resolution_;
     const std::size_t max_batch_;
     std::array<Shard, kShards> shards_;
     std::size_t next_shard_ = 0;  // where take() starts; guarded by flush_mu_

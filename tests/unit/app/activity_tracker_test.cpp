@@ -88,6 +88,39 @@ TEST_F(ActivityTrackerTest, TouchesOfOneDeviceCoalesceIntoItsNewestSighting) {
     EXPECT_EQ(d.last_seen_ip, "10.0.0.2");
 }
 
+TEST_F(ActivityTrackerTest, RepeatedSightingsOfASessionSkipTheTrackerWithinTheResolution) {
+    add_devices(1);
+    // With a 1 h interval the resolution is capped at 1 s.
+    ActivityTracker tracker(*counting_, clock_, kInterval);
+    ASSERT_EQ(tracker.resolution(), std::chrono::milliseconds(1000));
+    auth::CachedSession session;
+    session.user_id = "@alice:localhost";
+    session.device_id = "DEV0";
+
+    tracker.touch_session(session, "10.0.0.1");
+    ASSERT_TRUE(tracker.flush());
+    EXPECT_EQ(device("DEV0").last_seen_ts, kStart);
+    // Within the resolution from the same address: nothing becomes pending.
+    clock_.advance_ms(999);
+    tracker.touch_session(session, "10.0.0.1");
+    EXPECT_EQ(tracker.pending(), 0U);
+    // A new address is recorded at once, however soon.
+    tracker.touch_session(session, "10.0.0.2");
+    EXPECT_EQ(tracker.pending(), 1U);
+    ASSERT_TRUE(tracker.flush());
+    EXPECT_EQ(device("DEV0").last_seen_ip, "10.0.0.2");
+    EXPECT_EQ(device("DEV0").last_seen_ts, kStart + 999);
+    // Once the resolution has passed, the same address counts again.
+    clock_.advance_ms(1000);
+    tracker.touch_session(session, "10.0.0.2");
+    EXPECT_EQ(tracker.pending(), 1U);
+    ASSERT_TRUE(tracker.flush());
+    EXPECT_EQ(device("DEV0").last_seen_ts, kStart + 1999);
+    // A short flush interval makes the resolution as fine.
+    ActivityTracker fine(*counting_, clock_, std::chrono::milliseconds(200));
+    EXPECT_EQ(fine.resolution(), std::chrono::milliseconds(200));
+}
+
 TEST_F(ActivityTrackerTest, SameDeviceIdOfAnotherUserIsAnotherEntry) {
     ActivityTracker tracker(*counting_, clock_, kInterval);
     tracker.touch("@alice:localhost", "DEV0", "10.0.0.1", kStart);
