@@ -280,20 +280,31 @@ private:
         // Several X-Forwarded-For header lines joined with ", " (RFC 9110 5.3: the same as one
         // line listing them all); request.forwarded_for views it then.
         std::string forwarded_for_joined;
+        // The answer being sent. Kept here rather than in the coroutines' frames: Asio
+        // recycles frames of at most ~1 KiB, and every Response slot in serve_one()'s frame
+        // made it larger (a malloc and a free per request).
+        std::optional<Response> response;
     };
 
     asio::awaitable<void> serve();
     asio::awaitable<void> reject();
     // Reads, dispatches and answers one request; true when the connection may serve another.
     asio::awaitable<bool> serve_one();
+    // Points exchange.request's header views (Authorization, Content-Type, X-Forwarded-For,
+    // User-Agent) into `message`, in one pass over its fields.
+    template <typename Message>
+    static void read_fields(const Message& message, Exchange& exchange);
     // Answers a failed read when an answer is due (408, 431, 413, 400); always returns false.
     asio::awaitable<bool> fail_read(error_code ec, bool got_bytes, Exchange& exchange);
-    // Writes `response` with Connection: close, drains the input for a while, returns false.
-    asio::awaitable<bool> answer_and_close(Response response, Exchange& exchange);
-    // Writes `response` with the server's headers within `timeout`; true when the connection
-    // stays open (written, and both sides want keep-alive).
-    asio::awaitable<bool> send(Response response, Exchange& exchange, Clock::duration timeout,
-                               bool log_access);
+    // Writes exchange.response with Connection: close, drains the input for a while, returns
+    // false.
+    asio::awaitable<bool> answer_and_close(Exchange& exchange);
+    // answer_and_close() with a Matrix error answer.
+    asio::awaitable<bool> refuse_and_close(int status, const char* errcode, const char* message,
+                                           Exchange& exchange);
+    // Writes exchange.response (which must hold one) with the server's headers within
+    // `timeout`; true when the connection stays open (written, and both sides want keep-alive).
+    asio::awaitable<bool> send(Exchange& exchange, Clock::duration timeout, bool log_access);
     // Half-closes and discards input until EOF, kLingerMaxBytes or `timeout`.
     asio::awaitable<void> linger(Clock::duration timeout);
 
@@ -320,6 +331,11 @@ private:
     // Backing store of the request parser's header fields; larger headers spill to the heap.
     std::array<std::byte, 2048> fields_buffer_;
     std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(), fields_buffer_.size()};
+    // The current request's parser (its fields live in fields_arena_, so it is declared after
+    // it: destroyed first).
+    using RequestParser =
+        bhttp::request_parser<bhttp::string_body, std::pmr::polymorphic_allocator<char>>;
+    std::optional<RequestParser> parser_;
     std::string remote_ip_;
     // Bound to the session's co_spawn; shared with its completion handler, which must keep the
     // signal alive while the coroutine can still be cancelled.
@@ -493,8 +509,8 @@ asio::awaitable<void> Connection::reject() {
     exchange.start = start;
     exchange.request.request_id = next_request_id();
     // The request is not read: answering at once keeps the cost of a flood to one small write.
-    co_await send(error_response(errors::unavailable("Too many connections", 5)), exchange,
-                  kRejectTimeout, false);
+    exchange.response = error_response(errors::unavailable("Too many connections", 5));
+    co_await send(exchange, kRejectTimeout, false);
     const auto left = kRejectTimeout - (Clock::now() - start);
     if (left > Clock::duration::zero()) co_await linger(left);
     finish();
@@ -518,10 +534,14 @@ asio::awaitable<bool> Connection::serve_one() {
 
     // The parser's header fields come from a per-connection arena, released per request: Beast
     // would otherwise allocate (and free) once per header line.
+    // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
+    // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
+    // malloc and a free per request.
+    parser_.reset();  // before its arena is released
     fields_arena_.release();
-    bhttp::request_parser<bhttp::string_body, std::pmr::polymorphic_allocator<char>> parser{
-        std::piecewise_construct, std::make_tuple(),
-        std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_))};
+    RequestParser& parser =
+        parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                        std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_)));
     parser.header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     // No body limit while the header is read: the route's limit is known only once the path is,
@@ -578,39 +598,23 @@ asio::awaitable<bool> Connection::serve_one() {
     request.method_text = std::string_view(message.method_string());
     request.target = std::string_view(message.target());
     if (!parse_target(request)) {
-        co_return co_await answer_and_close(
-            server_error(400, "M_UNRECOGNIZED", "Invalid request target"), exchange);
+        co_return co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target",
+                                            exchange);
     }
-    request.authorization = std::string_view(message[bhttp::field::authorization]);
-    request.content_type = std::string_view(message[bhttp::field::content_type]);
-    {
-        // Every X-Forwarded-For line counts: a proxy may add its own line rather than append
-        // to the client's, and reading only the first would then believe the client.
-        auto [first, end] = message.equal_range("X-Forwarded-For");
-        if (first != end && std::next(first) != end) {
-            exchange.forwarded_for_joined.clear();
-            for (auto it = first; it != end; ++it) {
-                if (!exchange.forwarded_for_joined.empty()) exchange.forwarded_for_joined += ", ";
-                exchange.forwarded_for_joined.append(it->value().data(), it->value().size());
-            }
-            request.forwarded_for = exchange.forwarded_for_joined;
-        } else {
-            request.forwarded_for = first != end ? std::string_view(first->value()) : "";
-        }
-    }
-    request.user_agent = std::string_view(message[bhttp::field::user_agent]);
+    read_fields(message, exchange);
 
     if (!parser.is_done()) {
         // A body follows: its limit is the route's (asked only now: bodiless requests, most of
         // them, skip the extra route lookup).
         const std::optional<std::size_t> body_limit = route_body_limit(request);
         if (!body_limit) {
-            co_return co_await answer_and_close(internal_error(request.request_id), exchange);
+            exchange.response = internal_error(request.request_id);
+            co_return co_await answer_and_close(exchange);
         }
         if (auto length = parser.content_length(); length && *length > *body_limit) {
             // Refused before a byte of the body is read (and before any 100 Continue).
-            co_return co_await answer_and_close(
-                server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
+            co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large",
+                                                exchange);
         }
         parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
         if (exchange.version == 11 &&
@@ -626,17 +630,67 @@ asio::awaitable<bool> Connection::serve_one() {
     request.body = std::move(message.body());
 
     state_ = State::kHandling;
-    std::optional<Response> response;
+    std::optional<Response>& response = exchange.response;
+    response.reset();  // the previous request's answer must never stand in for this one's
     try {
         response = shared_.dispatcher.handle_now(request);
-        if (!response) response = co_await shared_.dispatcher.handle(request);
+        if (!response) {
+            auto handle_op = shared_.dispatcher.handle(request);
+            response = co_await std::move(handle_op);
+        }
     } catch (const std::exception& e) {
         log_exception(request, e.what());
     } catch (...) {
         log_exception(request, "unknown exception");
     }
     if (!response) response = internal_error(request.request_id);
-    co_return co_await send(std::move(*response), exchange, limits.write_timeout, true);
+    co_return co_await send(exchange, limits.write_timeout, true);
+}
+
+template <typename Message>
+void Connection::read_fields(const Message& message, Exchange& exchange) {
+    Request& request = exchange.request;
+    request.authorization = {};
+    request.content_type = {};
+    request.forwarded_for = {};
+    request.user_agent = {};
+    // The first line of each counts, as message[name] would give it; X-Forwarded-For joins all.
+    bool authorization = false;
+    bool content_type = false;
+    bool user_agent = false;
+    bool forwarded = false;
+    bool forwarded_joined = false;
+    for (const auto& field : message) {
+        switch (field.name()) {
+            case bhttp::field::authorization:
+                if (!std::exchange(authorization, true)) request.authorization = field.value();
+                break;
+            case bhttp::field::content_type:
+                if (!std::exchange(content_type, true)) request.content_type = field.value();
+                break;
+            case bhttp::field::user_agent:
+                if (!std::exchange(user_agent, true)) request.user_agent = field.value();
+                break;
+            case bhttp::field::unknown:
+                if (!beast::iequals(field.name_string(), "X-Forwarded-For")) break;
+                // Every line counts (RFC 9110 5.3): a proxy may add its own line rather than
+                // append to the client's, and reading only the first would believe the client.
+                if (!std::exchange(forwarded, true)) {
+                    request.forwarded_for = field.value();
+                    break;
+                }
+                if (!forwarded_joined) {
+                    exchange.forwarded_for_joined.assign(request.forwarded_for);
+                    forwarded_joined = true;
+                }
+                exchange.forwarded_for_joined += ", ";
+                exchange.forwarded_for_joined.append(field.value().data(), field.value().size());
+                request.forwarded_for = exchange.forwarded_for_joined;
+                break;
+            default:
+                break;
+        }
+    }
 }
 
 asio::awaitable<bool> Connection::fail_read(error_code ec, bool got_bytes, Exchange& exchange) {
@@ -644,35 +698,39 @@ asio::awaitable<bool> Connection::fail_read(error_code ec, bool got_bytes, Excha
         // The client began a request but did not finish it in time. (Without a byte received
         // there is nobody to answer.)
         if (!got_bytes) co_return false;
-        co_return co_await answer_and_close(server_error(408, "M_UNKNOWN", "Request timed out"),
-                                            exchange);
+        co_return co_await refuse_and_close(408, "M_UNKNOWN", "Request timed out", exchange);
     }
     if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-        co_return co_await answer_and_close(
-            server_error(431, "M_TOO_LARGE", "Request headers too large"), exchange);
+        co_return co_await refuse_and_close(431, "M_TOO_LARGE", "Request headers too large",
+                                            exchange);
     }
     if (ec == bhttp::error::body_limit) {
-        co_return co_await answer_and_close(
-            server_error(413, "M_TOO_LARGE", "Request body too large"), exchange);
+        co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large", exchange);
     }
     // EOF between requests or in the middle of one: the client went away.
     if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) co_return false;
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
-        co_return co_await answer_and_close(server_error(400, "M_UNKNOWN", "Bad request"),
-                                            exchange);
+        co_return co_await refuse_and_close(400, "M_UNKNOWN", "Bad request", exchange);
     }
     co_return false;  // reset, aborted by shutdown...: nothing can be answered
 }
 
-asio::awaitable<bool> Connection::answer_and_close(Response response, Exchange& exchange) {
+asio::awaitable<bool> Connection::answer_and_close(Exchange& exchange) {
     exchange.keep_alive = false;
-    co_await send(std::move(response), exchange, shared_.options.limits.write_timeout, true);
+    co_await send(exchange, shared_.options.limits.write_timeout, true);
     co_await linger(kLingerTimeout);
     co_return false;
 }
 
-asio::awaitable<bool> Connection::send(Response response, Exchange& exchange,
-                                       Clock::duration timeout, bool log_access) {
+asio::awaitable<bool> Connection::refuse_and_close(int status, const char* errcode,
+                                                   const char* message, Exchange& exchange) {
+    exchange.response = server_error(status, errcode, message);
+    co_return co_await answer_and_close(exchange);
+}
+
+asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeout,
+                                       bool log_access) {
+    Response& response = *exchange.response;
     state_ = State::kWriting;
     set_deadline(timeout);
     if (response.status < 100 || response.status > 999) {

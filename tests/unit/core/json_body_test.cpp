@@ -62,6 +62,11 @@ TEST(JsonWrite, AppendStringRoundTripsThroughAParser) {
         ASSERT_TRUE(parsed.is_string()) << out;
         EXPECT_EQ(std::string_view(parsed.as_string()), s) << out;
     }
+    std::string out = "x";
+    append_string(out,
+                  "a\"b\\c\x01"
+                  "d\ne");
+    EXPECT_EQ(out, R"(x"a\"b\\c\u0001d\ne")");
 }
 
 }  // namespace
