@@ -214,14 +214,65 @@ TEST(SqliteMigrations, UpgradeFromEveryOlderVersionKeepsTheData) {
     }
 }
 
+// Migration 4 (pruning) on a database a v3 release wrote, with log rows already in it: the ts
+// indexes and the pruned-through mark appear, old rows can be pruned, and the newest log id
+// still counts the pruned entries.
+TEST(SqliteMigrations, UpgradeFromVersion3PrunesExistingLogRows) {
+    ASSERT_GE(sqlite_schema_version(), 4);
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    create_old_database(path, 3);
+    query_column(path,
+                 "INSERT INTO security_events (user_id, ts, kind) VALUES "
+                 "('@old:x', 100, 'login'), ('@old:x', 900, 'login')");
+    query_column(path,
+                 "INSERT INTO revocation_log (session_id, reason, ts) VALUES (1, 4, 100), "
+                 "(1, 4, 900)");
+    {
+        auto db = open_sqlite(path);
+        ASSERT_TRUE(db) << db.error().message;
+        auto deleted = write_sync<std::int64_t>(**db, [](WriteTxn& txn) -> Result<std::int64_t> {
+            auto events = txn.prune_security_events(500, 10);
+            if (!events) return events.error();
+            auto log = txn.prune_revocation_log(500, 10);
+            if (!log) return log.error();
+            return *events + *log;
+        });
+        ASSERT_TRUE(deleted) << deleted.error().message;
+        EXPECT_EQ(*deleted, 2);
+        auto events = read_sync<std::vector<SecurityEventRecord>>(
+            **db, [](ReadTxn& txn) { return txn.security_events("@old:x", 10); });
+        ASSERT_TRUE(events);
+        ASSERT_EQ(events->size(), 1u);
+        EXPECT_EQ((*events)[0].ts, 900);
+        auto pruned = read_sync<std::int64_t>(
+            **db, [](ReadTxn& txn) { return txn.revocation_log_pruned_through(); });
+        ASSERT_TRUE(pruned);
+        EXPECT_EQ(*pruned, 1);
+        auto latest =
+            read_sync<std::int64_t>(**db, [](ReadTxn& txn) { return txn.latest_revocation_id(); });
+        ASSERT_TRUE(latest);
+        EXPECT_EQ(*latest, 2);
+    }
+    EXPECT_EQ(query_column(path,
+                           "SELECT name FROM sqlite_master WHERE name IN ('revocation_log_by_ts', "
+                           "'security_events_by_ts', 'revocation_log_pruned') ORDER BY name"),
+              (std::vector<std::string>{"revocation_log_by_ts", "revocation_log_pruned",
+                                        "security_events_by_ts"}));
+    EXPECT_EQ(query_column(path, "SELECT MAX(version) FROM schema_version"),
+              std::vector<std::string>{"4"});
+}
+
 TEST(SqliteMigrations, NewTablesAreStrict) {
     TempDir dir;
     const std::string path = dir.file("myelin.db");
     ASSERT_TRUE(open_sqlite(path));
     auto strict = query_column(path,
                                "SELECT name FROM pragma_table_list WHERE strict = 1 AND name IN "
-                               "('registration_tokens', 'revocation_log') ORDER BY name");
-    EXPECT_EQ(strict, (std::vector<std::string>{"registration_tokens", "revocation_log"}));
+                               "('registration_tokens', 'revocation_log', "
+                               "'revocation_log_pruned') ORDER BY name");
+    EXPECT_EQ(strict, (std::vector<std::string>{"registration_tokens", "revocation_log",
+                                                "revocation_log_pruned"}));
     // uses_allowed stays NULL-able: NULL is "unlimited", distinct from 0.
     query_column(path,
                  "INSERT INTO registration_tokens (token, uses_allowed, created_ts) "

@@ -1,7 +1,6 @@
 // Query plans that keep rotation cost independent of a session's age: a session keeps every
 // refresh token it ever had, so a statement that walks them all would slow down every refresh.
 
-#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -9,10 +8,10 @@
 
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include "storage_test_support.hpp"
+
 namespace myelin::storage {
 namespace {
-
-namespace fs = std::filesystem;
 
 std::string plan_of(sqlite3* db, const char* sql) {
     std::string plan;
@@ -28,38 +27,52 @@ std::string plan_of(sqlite3* db, const char* sql) {
     return plan;
 }
 
-TEST(SqliteQueryPlan, WipingSealedSuccessorsUsesThePartialIndex) {
-    fs::path dir = fs::temp_directory_path() / ("myelin-plan-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    {
-        auto db = open_sqlite((dir / "hs.db").string());
-        ASSERT_TRUE(db) << db.error().message;
-        (*db)->close();
+// A database file in a fresh folder with the current schema, opened directly with SQLite.
+class MigratedFile {
+public:
+    MigratedFile() {
+        const std::string path = dir_.file("hs.db");
+        {
+            auto db = open_sqlite(path);
+            EXPECT_TRUE(db) << db.error().message;
+            if (db) (*db)->close();
+        }
+        if (sqlite3_open(path.c_str(), &raw_) != SQLITE_OK) {
+            ADD_FAILURE() << "cannot open " << path;
+            sqlite3_close(raw_);
+            raw_ = nullptr;
+        }
     }
-    sqlite3* raw = nullptr;
-    ASSERT_EQ(sqlite3_open((dir / "hs.db").string().c_str(), &raw), SQLITE_OK);
+    ~MigratedFile() { sqlite3_close(raw_); }
+    MigratedFile(const MigratedFile&) = delete;
+    MigratedFile& operator=(const MigratedFile&) = delete;
+
+    // The connection, or null if the file could not be opened (a failure is already recorded).
+    sqlite3* raw() const { return raw_; }
+
+private:
+    testing::TempDir dir_;
+    sqlite3* raw_ = nullptr;
+};
+
+TEST(SqliteQueryPlan, WipingSealedSuccessorsUsesThePartialIndex) {
+    MigratedFile file;
+    sqlite3* raw = file.raw();
+    ASSERT_NE(raw, nullptr);
     // The statement the backend runs (sqlite_txn.cpp, kWipeSealedSuccessors).
     std::string plan = plan_of(raw,
                                "UPDATE refresh_tokens INDEXED BY refresh_tokens_sealed_by_session "
                                "SET sealed_successor = NULL WHERE session_id = 1 AND "
                                "sealed_successor IS NOT NULL");
     EXPECT_NE(plan.find("refresh_tokens_sealed_by_session"), std::string::npos) << plan;
-    sqlite3_close(raw);
-    fs::remove_all(dir);
 }
 
 // The revocation log only grows and the server polls it often: following it must seek to the
 // last id seen, never scan the log.
 TEST(SqliteQueryPlan, FollowingTheRevocationLogSeeksByItsId) {
-    fs::path dir = fs::temp_directory_path() / ("myelin-plan-log-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    {
-        auto db = open_sqlite((dir / "hs.db").string());
-        ASSERT_TRUE(db) << db.error().message;
-        (*db)->close();
-    }
-    sqlite3* raw = nullptr;
-    ASSERT_EQ(sqlite3_open((dir / "hs.db").string().c_str(), &raw), SQLITE_OK);
+    MigratedFile file;
+    sqlite3* raw = file.raw();
+    ASSERT_NE(raw, nullptr);
     // The statements the backend runs (sqlite_txn.cpp, kRevocationsSince, kLatestRevocationId).
     std::string plan =
         plan_of(raw,
@@ -69,10 +82,37 @@ TEST(SqliteQueryPlan, FollowingTheRevocationLogSeeksByItsId) {
     EXPECT_NE(plan.find("SEARCH r USING INTEGER PRIMARY KEY (rowid>?)"), std::string::npos) << plan;
     EXPECT_NE(plan.find("SEARCH s USING INTEGER PRIMARY KEY (rowid=?)"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
-    plan = plan_of(raw, "SELECT COALESCE(MAX(id), 0) FROM revocation_log");
+    plan = plan_of(raw,
+                   "SELECT MAX(COALESCE((SELECT MAX(id) FROM revocation_log), 0), "
+                   "COALESCE((SELECT through_id FROM revocation_log_pruned WHERE id = 1), 0))");
+    // "SCAN CONSTANT ROW" is the outer SELECT without a table; no table may be scanned.
+    EXPECT_EQ(plan.find("SCAN revocation_log"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("SEARCH revocation_log_pruned USING INTEGER PRIMARY KEY"),
+              std::string::npos)
+        << plan;
+}
+
+// Housekeeping prunes by age, a batch at a time, from tables that hold months of rows: each
+// prune must walk the ts index from its oldest end, never scan the table (migration 4).
+TEST(SqliteQueryPlan, PruningByAgeWalksTheTsIndexes) {
+    MigratedFile file;
+    sqlite3* raw = file.raw();
+    ASSERT_NE(raw, nullptr);
+    // The statements the backend runs (sqlite_txn.cpp, kPruneRevocationLog, kPruneSecurityEvents).
+    std::string plan = plan_of(raw,
+                               "DELETE FROM revocation_log WHERE id IN (SELECT id FROM "
+                               "revocation_log WHERE ts < 5 ORDER BY ts LIMIT 10) RETURNING id");
+    EXPECT_NE(plan.find("USING COVERING INDEX revocation_log_by_ts (ts<?)"), std::string::npos)
+        << plan;
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
-    sqlite3_close(raw);
-    fs::remove_all(dir);
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+    plan = plan_of(raw,
+                   "DELETE FROM security_events WHERE id IN (SELECT id FROM security_events "
+                   "WHERE ts < 5 ORDER BY ts LIMIT 10)");
+    EXPECT_NE(plan.find("USING COVERING INDEX security_events_by_ts (ts<?)"), std::string::npos)
+        << plan;
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
 }
 
 }  // namespace

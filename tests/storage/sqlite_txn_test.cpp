@@ -474,6 +474,116 @@ TEST_F(SqliteTxnTest, ForEachLiveAccessTokenSkipsRevokedSessionsAndOldGeneration
     EXPECT_EQ(hashes, (std::vector<TokenHash>{make_hash(2), make_hash(3)}));
 }
 
+TEST_F(SqliteTxnTest, PruneSecurityEventsDeletesOnlyOldRowsInBoundedBatches) {
+    // Timestamps out of id order, as clocks and queues can produce them.
+    for (std::int64_t ts : {50, 10, 300, 20, 40, 30, 200}) {
+        write<void>([ts](WriteTxn& txn) {
+            SecurityEventRecord event;
+            event.user_id = ts % 20 == 0 ? "@a:x" : "@b:x";
+            event.ts = ts;
+            event.kind = "login";
+            return txn.insert_security_event(event);
+        });
+    }
+    auto remaining = [this](const std::string& user) {
+        std::vector<std::int64_t> out;
+        for (const auto& e : read<std::vector<SecurityEventRecord>>(
+                 [&](ReadTxn& txn) { return txn.security_events(user, 100); })) {
+            out.push_back(e.ts);
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_security_events(100, 0); }),
+              0);
+    // The oldest first, at most `limit`, of every user.
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_security_events(100, 2); }),
+              2);
+    EXPECT_EQ(remaining("@a:x"), (std::vector<std::int64_t>{40, 200, 300}));
+    EXPECT_EQ(remaining("@b:x"), (std::vector<std::int64_t>{30, 50}));
+    // ts < before_ts, strictly: 200 stays.
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_security_events(200, 10); }),
+              3);
+    EXPECT_EQ(remaining("@a:x"), (std::vector<std::int64_t>{200, 300}));
+    EXPECT_TRUE(remaining("@b:x").empty());
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_security_events(200, 10); }),
+              0);
+}
+
+TEST_F(SqliteTxnTest, PruneRevocationLogRecordsWhatItDeleted) {
+    std::vector<std::int64_t> sessions;
+    for (int i = 0; i < 4; ++i) sessions.push_back(add_session("@a:x", "D" + std::to_string(i)));
+    // Revoked at ts 10, 40, 20, 30: ids 1..4, timestamps not in id order.
+    const std::int64_t ts[] = {10, 40, 20, 30};
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+        write<void>([&](WriteTxn& txn) {
+            return txn.revoke_session(sessions[i], ts[i], RevokeReason::kAdmin);
+        });
+    }
+    auto pruned_through = [this] {
+        return read<std::int64_t>([](ReadTxn& txn) { return txn.revocation_log_pruned_through(); });
+    };
+    auto latest = [this] {
+        return read<std::int64_t>([](ReadTxn& txn) { return txn.latest_revocation_id(); });
+    };
+    auto ids = [this] {
+        std::vector<std::int64_t> out;
+        for (const auto& r : read<std::vector<RevocationRecord>>(
+                 [](ReadTxn& txn) { return txn.revocations_since(0, 100); })) {
+            out.push_back(r.id);
+        }
+        return out;
+    };
+    EXPECT_EQ(pruned_through(), 0);
+    EXPECT_EQ(latest(), 4);
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_revocation_log(5, 10); }),
+              0);
+    EXPECT_EQ(pruned_through(), 0);  // nothing deleted, nothing marked
+
+    // ts < 35 matches ids 1, 3, 4; the two oldest (ts 10 and 20: ids 1 and 3) go first.
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_revocation_log(35, 2); }),
+              2);
+    EXPECT_EQ(ids(), (std::vector<std::int64_t>{2, 4}));
+    EXPECT_EQ(pruned_through(), 3);
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_revocation_log(35, 10); }),
+              1);
+    EXPECT_EQ(ids(), (std::vector<std::int64_t>{2}));
+    EXPECT_EQ(pruned_through(), 4);
+    // The mark never goes down, and the newest id counts pruned entries too.
+    EXPECT_EQ(write<std::int64_t>([](WriteTxn& txn) { return txn.prune_revocation_log(100, 10); }),
+              1);
+    EXPECT_TRUE(ids().empty());
+    EXPECT_EQ(pruned_through(), 4);
+    EXPECT_EQ(latest(), 4);
+    // The sessions stay revoked: pruning the log changes nothing else.
+    auto revoked = read<std::vector<SessionRecord>>(
+        [](ReadTxn& txn) { return txn.revoked_sessions_after(0, 100); });
+    EXPECT_EQ(revoked.size(), sessions.size());
+}
+
+TEST_F(SqliteTxnTest, RevokedSessionsAfterPagesThroughRevokedOnes) {
+    std::vector<std::int64_t> sessions;
+    for (int i = 0; i < 5; ++i) sessions.push_back(add_session("@a:x", "D" + std::to_string(i)));
+    for (std::size_t i : {0u, 2u, 3u}) {
+        write<void>([&](WriteTxn& txn) {
+            return txn.revoke_session(sessions[i], 77, RevokeReason::kPasswordChange);
+        });
+    }
+    auto page = [this](std::int64_t after, int limit) {
+        std::vector<std::int64_t> out;
+        for (const auto& s : read<std::vector<SessionRecord>>(
+                 [&](ReadTxn& txn) { return txn.revoked_sessions_after(after, limit); })) {
+            EXPECT_EQ(s.revoked_reason, RevokeReason::kPasswordChange);
+            EXPECT_EQ(s.revoked_ts, 77);
+            out.push_back(s.session_id);
+        }
+        return out;
+    };
+    EXPECT_EQ(page(0, 2), (std::vector<std::int64_t>{sessions[0], sessions[2]}));
+    EXPECT_EQ(page(sessions[2], 2), (std::vector<std::int64_t>{sessions[3]}));
+    EXPECT_TRUE(page(0, 0).empty());
+}
+
 TEST_F(SqliteTxnTest, AWriteJobReadsItsOwnChanges) {
     auto seen = write<bool>([](WriteTxn& txn) -> Result<bool> {
         if (auto u = txn.insert_user(make_user("@a:x")); !u) return u.error();

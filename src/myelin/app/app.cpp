@@ -27,6 +27,7 @@
 #include "myelin/service/activity_tracker.hpp"
 #include "myelin/service/admin_service.hpp"
 #include "myelin/service/device_service.hpp"
+#include "myelin/service/housekeeping.hpp"
 #include "myelin/service/rate_limiter.hpp"
 #include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/revocation_listener.hpp"
@@ -40,6 +41,8 @@ struct App::Impl {
     Config config;
     SystemClock clock;
     std::unique_ptr<storage::Database> db;
+    // Deletes old revocation log entries and security events on its own thread.
+    std::unique_ptr<service::Housekeeping> housekeeping;
     std::unique_ptr<auth::ServerSecret> secret;
     std::unique_ptr<auth::TokenHasher> token_hasher;
     std::unique_ptr<auth::SuccessorSealer> sealer;
@@ -76,6 +79,7 @@ App::~App() {
     impl_->metrics_server.reset();
     if (impl_->revocations) impl_->revocations->stop();
     if (impl_->activity) impl_->activity->stop();
+    if (impl_->housekeeping) impl_->housekeeping->stop();
     impl_->password_hasher.reset();
     if (impl_->db) impl_->db->close();
 }
@@ -120,6 +124,8 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     auto db = storage::open_sqlite(c.database.sqlite_path.string(), sqlite_options);
     if (!db) return db.error();
     impl->db = std::move(*db);
+    impl->housekeeping =
+        std::make_unique<service::Housekeeping>(*impl->db, impl->clock, c.housekeeping);
 
     auth::PasswordParams params;
     params.memory_kib = c.passwords.argon2_memory_kib;
@@ -224,6 +230,7 @@ Result<void> App::run() {
     }
     impl.revocations->start();
     impl.activity->start();
+    impl.housekeeping->start();
     log::app()->info("myelin {} serving {} on http://{}:{} (storage: {})", MYELIN_VERSION,
                      impl.config.server_name, impl.config.listen.address, impl.server->port(),
                      impl.db->backend_name());
@@ -238,6 +245,7 @@ Result<void> App::run() {
     if (impl.metrics_server) impl.metrics_server->wait();
     impl.revocations->stop();
     impl.activity->stop();  // after the drain: the last requests' sightings are written too
+    impl.housekeeping->stop();
     signals_context.stop();
     signal_thread.join();
     impl.password_hasher.reset();

@@ -135,6 +135,16 @@ public:
         return {};
     }
 
+    // duration() for a key that must be at least `minimum` (which is > 0).
+    Result<void> duration_at_least(std::string_view key, std::chrono::milliseconds& out,
+                                   std::chrono::milliseconds minimum) {
+        if (auto r = duration(key, out, false); !r) return r;
+        if (out >= minimum) return {};
+        return config_error(fmt::format(
+            "config key '{}' has the value \"{}\"; expected a duration of at least \"{}\"", key,
+            format_duration(out), format_duration(minimum)));
+    }
+
     // Every key present in the document that no reader asked for.
     std::vector<std::string> unknown_keys() const {
         std::vector<std::string> out;
@@ -245,13 +255,15 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.boolean("metrics.enabled", c.metrics.enabled));
     MYELIN_READ(r.string("metrics.address", c.metrics.address));
     MYELIN_READ(r.integer("metrics.port", c.metrics.port, 0, 65535));
-    MYELIN_READ(r.duration("devices.last_seen_flush", c.devices.last_seen_flush, false));
-    if (c.devices.last_seen_flush < std::chrono::milliseconds(100)) {
-        return config_error(fmt::format(
-            "config key 'devices.last_seen_flush' has the value \"{}\"; expected a duration of "
-            "at least \"100ms\"",
-            format_duration(c.devices.last_seen_flush)));
-    }
+    MYELIN_READ(r.duration_at_least("devices.last_seen_flush", c.devices.last_seen_flush,
+                                    std::chrono::milliseconds(100)));
+    MYELIN_READ(r.duration_at_least("housekeeping.interval", c.housekeeping.interval,
+                                    std::chrono::seconds(1)));
+    MYELIN_READ(r.duration_at_least("housekeeping.revocation_log_retention",
+                                    c.housekeeping.revocation_log_retention,
+                                    std::chrono::minutes(1)));
+    MYELIN_READ(r.duration("housekeeping.security_event_retention",
+                           c.housekeeping.security_event_retention, true));
     MYELIN_READ(r.string("logging.level", c.logging.level));
     MYELIN_READ(r.boolean("logging.access_log", c.logging.access_log));
 #undef MYELIN_READ
@@ -505,6 +517,17 @@ port = 9008
 # Last-seen times and addresses of devices are kept in memory and written in one batch per
 # interval (at least "100ms").
 last_seen_flush = "5s"
+
+[housekeeping]
+# A background pass every interval deletes old rows, at most 10000 per write, so that the
+# revocation log and the security event log do not grow forever (at least "1s").
+interval = "10m"
+# Revocation log entries older than this are deleted (at least "1m"). The running server reads
+# the log every 200 ms; a server that falls further behind re-reads every revoked session.
+revocation_log_retention = "1h"
+# Security events (`myelin admin security-events`) older than this are deleted; "0": keep them
+# forever.
+security_event_retention = "90d"
 
 [logging]
 # trace, debug, info, warn or error.

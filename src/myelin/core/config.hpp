@@ -99,6 +99,16 @@ struct DevicesConfig {
     std::chrono::milliseconds last_seen_flush{5'000};
 };
 
+struct HousekeepingConfig {
+    // Time between two housekeeping passes; at least 1s.
+    std::chrono::milliseconds interval{10 * 60'000};
+    // Revocation log entries older than this are deleted; at least 1m (the log is followed every
+    // 200 ms, so only a stalled follower is ever that far behind).
+    std::chrono::milliseconds revocation_log_retention{60 * 60'000};
+    // Security events older than this are deleted; 0: kept forever.
+    std::chrono::milliseconds security_event_retention{90LL * 86'400'000};
+};
+
 struct LoggingConfig {
     std::string level = "info";
     bool access_log = true;
@@ -117,6 +127,7 @@ struct Config {
     RateLimitsConfig rate_limits;
     MetricsConfig metrics;
     DevicesConfig devices;
+    HousekeepingConfig housekeeping;
     LoggingConfig logging;
     std::filesystem::path config_dir;  // the folder relative paths resolve against
 };

@@ -6,6 +6,11 @@
 // Revocations this process made itself come back through the log too; applying them again is
 // harmless (the cache treats it as a no-op).
 //
+// Housekeeping prunes old log entries. A listener that fell so far behind that entries it never
+// applied were pruned (the log's pruned-through mark is above its last id) cannot know which
+// sessions they named: it re-applies every revoked session from storage instead (a resync),
+// then carries on from the newest entry. So it never keeps serving a revoked token.
+//
 // Use: construct, call prime() before warming the token cache (so that a revocation committed
 // while warming is still applied), then start(); stop() (or the destructor) ends the thread.
 // Thread-safety: prime/start/stop are called from one thread (the App's); the poller runs on
@@ -44,7 +49,9 @@ public:
     void stop();
 
     // Reads every entry newer than the last one seen and applies it to the cache; returns how
-    // many were applied. Blocking (the poller calls it; tests may too).
+    // many were applied. If entries newer than the last one seen were pruned, resyncs first (see
+    // above; every revoked session re-applied counts as one). Blocking (the poller calls it;
+    // tests may too); storage errors are returned and the position is kept.
     Result<std::size_t> poll_once();
 
     // The id of the last log entry applied (or primed).
@@ -52,6 +59,10 @@ public:
 
 private:
     void run();
+    // Applies every revoked session in storage to the cache, then moves the position to the
+    // newest log entry as read before the scan. Returns the sessions applied.
+    Result<std::size_t> resync();
+    bool stopping() const;
 
     storage::Database& db_;
     auth::TokenCache& cache_;

@@ -58,9 +58,18 @@ public:
     // follower that remembers the last id it saw never misses one.
     virtual Result<std::vector<RevocationRecord>> revocations_since(std::int64_t after_id,
                                                                     int limit) = 0;
-    // The id of the newest revocation log entry, or 0 when the log is empty: where a follower
-    // starts (after warming its cache from the live tokens).
+    // The id of the newest revocation log entry ever written, pruned ones included (0 when there
+    // has never been one): where a follower starts (after warming its cache from the live
+    // tokens).
     virtual Result<std::int64_t> latest_revocation_id() = 0;
+    // The highest id of any revocation log entry pruned so far (0 when none was). A follower
+    // whose last seen id is below it may have missed pruned entries, and must re-read the
+    // revoked sessions themselves (revoked_sessions_after).
+    virtual Result<std::int64_t> revocation_log_pruned_through() = 0;
+    // Revoked sessions with session_id > `after_session_id`, ordered by session_id, at most
+    // `limit` (none when limit <= 0): for a follower that lost its place in the revocation log.
+    virtual Result<std::vector<SessionRecord>> revoked_sessions_after(std::int64_t after_session_id,
+                                                                      int limit) = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -131,6 +140,13 @@ public:
     virtual Result<bool> update_registration_token_counts(std::string_view token,
                                                           std::int64_t pending_delta,
                                                           std::int64_t completed_delta) = 0;
+    // Deletes up to `limit` revocation log entries with ts < `before_ts` (oldest first; none when
+    // limit <= 0) and raises revocation_log_pruned_through() to the highest id deleted. Returns
+    // how many were deleted.
+    virtual Result<std::int64_t> prune_revocation_log(std::int64_t before_ts, int limit) = 0;
+    // Deletes up to `limit` security events with ts < `before_ts`, of any user (oldest first;
+    // none when limit <= 0). Returns how many were deleted.
+    virtual Result<std::int64_t> prune_security_events(std::int64_t before_ts, int limit) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

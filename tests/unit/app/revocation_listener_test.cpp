@@ -1,17 +1,22 @@
 // The revocation listener against a real SQLite file opened twice (a "server" handle with its
 // token cache, and a second handle standing in for the admin CLI process): revocations written
 // through the other handle reach the server's cache only through the log, entries from before
-// prime() are not replayed, and the polling thread delivers them within a second.
+// prime() are not replayed, the polling thread delivers them within a second, and a listener that
+// fell behind entries housekeeping pruned re-applies every revoked session instead.
 
 #include "myelin/service/revocation_listener.hpp"
 
 #include <chrono>
+#include <limits>
+#include <string>
 #include <thread>
+#include <variant>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "myelin/core/metrics.hpp"
 #include "myelin/service/session_service.hpp"
@@ -81,6 +86,15 @@ protected:
         auto found = server_cache_.find(keys_.hasher.hash(t.access_token));
         if (!found) return Cached::kAbsent;
         return found->session->revoked() ? Cached::kRevoked : Cached::kLive;
+    }
+
+    // Prunes the log through the other handle, as housekeeping does: entries with ts < before.
+    std::int64_t prune_log(std::int64_t before) {
+        auto pruned = storage::write_sync<std::int64_t>(*cli_db_, [before](storage::WriteTxn& txn) {
+            return txn.prune_revocation_log(before, 100);
+        });
+        EXPECT_TRUE(pruned) << pruned.error().message;
+        return pruned ? *pruned : -1;
     }
 
     // Revokes through the other handle, as the admin CLI does.
@@ -215,6 +229,101 @@ TEST_F(RevocationListenerTest, ManyEntriesArePagedThrough) {
     ASSERT_TRUE(n);
     EXPECT_EQ(*n, tokens.size());
     EXPECT_EQ(server_cache_.token_count(), 0u);
+}
+
+// Housekeeping pruned entries this listener never applied (it was stalled past the retention):
+// it cannot know which sessions they named, so it re-applies every revoked session instead.
+TEST_F(RevocationListenerTest, FallingBehindPrunedEntriesResyncsFromTheSessions) {
+    auto seen = sign_in("SEEN");
+    auto missed = sign_in("MISSED");
+    auto also_missed = sign_in("ALSO");
+    auto kept = sign_in("KEPT");
+    listener_ = std::make_unique<RevocationListener>(*server_db_, server_cache_);
+    ASSERT_TRUE(listener_->prime());
+    revoke_elsewhere("SEEN");
+    ASSERT_TRUE(listener_->poll_once());
+    EXPECT_EQ(cached(seen), Cached::kAbsent);
+
+    revoke_elsewhere("MISSED");
+    revoke_elsewhere("ALSO");
+    ASSERT_EQ(prune_log(std::numeric_limits<std::int64_t>::max()), 3);  // the log is empty now
+    auto& resyncs = metrics::counter("myelin_revocation_log_resyncs_total", "");
+    const auto resyncs_before = resyncs.value();
+
+    auto n = listener_->poll_once();
+    ASSERT_TRUE(n) << n.error().message;
+    EXPECT_EQ(*n, 3u);  // every revoked session, the one already applied included
+    EXPECT_NE(cached(missed), Cached::kLive);
+    EXPECT_NE(cached(also_missed), Cached::kLive);
+    EXPECT_EQ(cached(kept), Cached::kLive);
+    EXPECT_FALSE(
+        std::holds_alternative<Identity>(server_->authenticate_now(missed.access_token, false)));
+    EXPECT_EQ(resyncs.value(), resyncs_before + 1);
+
+    // Back in step: the position is the newest id ever written, so nothing is missed and no
+    // second resync happens; a later revocation arrives through the log again.
+    n = listener_->poll_once();
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 0u);
+    EXPECT_EQ(resyncs.value(), resyncs_before + 1);
+    revoke_elsewhere("KEPT");
+    n = listener_->poll_once();
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 1u);
+    EXPECT_EQ(cached(kept), Cached::kAbsent);
+    EXPECT_EQ(resyncs.value(), resyncs_before + 1);
+}
+
+// Pruning what the listener has already applied is no reason to resync, and neither is a hole
+// in the ids that pruning did not make (a backend's sequence may skip values).
+TEST_F(RevocationListenerTest, PrunedEntriesAlreadyAppliedAndIdGapsCauseNoResync) {
+    sign_in("OLD");
+    auto first = sign_in("FIRST");
+    auto second = sign_in("SECOND");
+    listener_ = std::make_unique<RevocationListener>(*server_db_, server_cache_);
+    ASSERT_TRUE(listener_->prime());
+    revoke_elsewhere("OLD");
+    ASSERT_TRUE(listener_->poll_once());
+    const std::int64_t position = listener_->last_id();
+    clock_.advance_ms(1000);
+    revoke_elsewhere("FIRST");
+    revoke_elsewhere("SECOND");
+    // Prune only the entry already applied (the older timestamp).
+    ASSERT_EQ(prune_log(kStart + 500), 1);
+    // A hole right after the position, not made by pruning: the FIRST entry disappears.
+    {
+        sqlite3* raw = nullptr;
+        ASSERT_EQ(sqlite3_open((dir_.path() / "hs.db").string().c_str(), &raw), SQLITE_OK);
+        const std::string sql =
+            "DELETE FROM revocation_log WHERE id = " + std::to_string(position + 1);
+        EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    auto& resyncs = metrics::counter("myelin_revocation_log_resyncs_total", "");
+    const auto resyncs_before = resyncs.value();
+    auto n = listener_->poll_once();
+    ASSERT_TRUE(n) << n.error().message;
+    EXPECT_EQ(*n, 1u);  // SECOND, from the log
+    EXPECT_EQ(cached(second), Cached::kAbsent);
+    EXPECT_EQ(cached(first), Cached::kLive);  // its entry is gone and nothing says it was pruned
+    EXPECT_EQ(resyncs.value(), resyncs_before);
+}
+
+// A listener primed on a log that housekeeping has emptied starts after the pruned entries
+// (they are reflected in the storage its cache was warmed from), not before them.
+TEST_F(RevocationListenerTest, PrimingOnAPrunedLogDoesNotResync) {
+    sign_in("GONE");
+    revoke_elsewhere("GONE");
+    ASSERT_EQ(prune_log(std::numeric_limits<std::int64_t>::max()), 1);
+    listener_ = std::make_unique<RevocationListener>(*server_db_, server_cache_);
+    ASSERT_TRUE(listener_->prime());
+    EXPECT_EQ(listener_->last_id(), 1);
+    auto& resyncs = metrics::counter("myelin_revocation_log_resyncs_total", "");
+    const auto resyncs_before = resyncs.value();
+    auto n = listener_->poll_once();
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 0u);
+    EXPECT_EQ(resyncs.value(), resyncs_before);
 }
 
 }  // namespace

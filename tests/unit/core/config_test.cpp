@@ -116,6 +116,42 @@ TEST(Config, LifetimeCombinationsThatCannotWorkAreRefused) {
     EXPECT_NE(abs.error().message.find("tokens.session_absolute_lifetime"), std::string::npos);
 }
 
+TEST(Config, HousekeepingDefaultsMatchTheDefaultText) {
+    auto text = parse_config(default_config_text(), "/x");
+    auto empty = parse_config("", "/x");
+    ASSERT_TRUE(text) << text.error().message;
+    ASSERT_TRUE(empty);
+    for (const Config* c : {&*text, &*empty}) {
+        EXPECT_EQ(c->housekeeping.interval, std::chrono::minutes(10));
+        EXPECT_EQ(c->housekeeping.revocation_log_retention, std::chrono::hours(1));
+        EXPECT_EQ(c->housekeeping.security_event_retention, std::chrono::hours(90 * 24));
+    }
+}
+
+TEST(Config, HousekeepingKeysAreReadAndBounded) {
+    auto set = parse_config(
+        "[housekeeping]\ninterval = \"1s\"\nrevocation_log_retention = \"1m\"\n"
+        "security_event_retention = \"0\"\n",
+        "/x");
+    ASSERT_TRUE(set) << set.error().message;
+    EXPECT_EQ(set->housekeeping.interval, std::chrono::seconds(1));
+    EXPECT_EQ(set->housekeeping.revocation_log_retention, std::chrono::minutes(1));
+    EXPECT_EQ(set->housekeeping.security_event_retention.count(), 0);  // kept forever
+
+    const std::pair<const char*, const char*> refused[] = {
+        {"interval = \"500ms\"", "housekeeping.interval"},
+        {"interval = \"0\"", "housekeeping.interval"},
+        {"revocation_log_retention = \"59s\"", "housekeeping.revocation_log_retention"},
+        {"revocation_log_retention = \"0\"", "housekeeping.revocation_log_retention"},
+        {"security_event_retention = \"forever\"", "housekeeping.security_event_retention"},
+    };
+    for (const auto& [line, key] : refused) {
+        auto c = parse_config(std::string("[housekeeping]\n") + line + "\n", "/x");
+        ASSERT_FALSE(c) << line;
+        EXPECT_NE(c.error().message.find(key), std::string::npos) << c.error().message;
+    }
+}
+
 TEST(Config, SurprisingCombinationsWarn) {
     auto c = parse_config(
         "[tokens]\nsession_absolute_lifetime = \"12h\"\n[listen]\naddress = \"0.0.0.0\"\n", "/x");

@@ -103,6 +103,17 @@ CREATE TABLE revocation_log (
     ts         INTEGER NOT NULL
 ) STRICT;
 )sql"},
+    // Housekeeping deletes old revocation log entries and security events by age: both need an
+    // index on ts, or every prune would scan the whole table. The highest pruned log id is kept
+    // so that a follower that fell behind can tell it missed entries (one row, id = 1).
+    Migration{4, "indexes and marks for pruning old log rows", R"sql(
+CREATE INDEX revocation_log_by_ts ON revocation_log (ts);
+CREATE INDEX security_events_by_ts ON security_events (ts);
+CREATE TABLE revocation_log_pruned (
+    id         INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    through_id INTEGER NOT NULL
+) STRICT;
+)sql"},
 };
 
 constexpr bool versions_are_consecutive() {

@@ -1,5 +1,6 @@
 #include "myelin/storage/sqlite/sqlite_txn.hpp"
 
+#include <algorithm>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -133,7 +134,28 @@ constexpr std::string_view kRevocationsSince =
     "SELECT r.id, r.session_id, COALESCE(s.user_id, ''), COALESCE(s.device_id, ''), r.reason, "
     "r.ts FROM revocation_log AS r LEFT JOIN sessions AS s ON s.session_id = r.session_id "
     "WHERE r.id > ?1 ORDER BY r.id LIMIT ?2";
-constexpr std::string_view kLatestRevocationId = "SELECT COALESCE(MAX(id), 0) FROM revocation_log";
+// Pruned entries count too: a follower primed on an emptied log must not look as if it had
+// missed them.
+constexpr std::string_view kLatestRevocationId =
+    "SELECT MAX(COALESCE((SELECT MAX(id) FROM revocation_log), 0), "
+    "COALESCE((SELECT through_id FROM revocation_log_pruned WHERE id = 1), 0))";
+constexpr std::string_view kRevocationLogPrunedThrough =
+    "SELECT COALESCE((SELECT through_id FROM revocation_log_pruned WHERE id = 1), 0)";
+constexpr std::string_view kRevokedSessionsAfter =
+    "SELECT session_id, user_id, device_id, refreshable, is_guest, created_ts, ends_ts, "
+    "current_generation, used_generation, revoked_ts, revoked_reason "
+    "FROM sessions WHERE session_id > ?1 AND revoked_ts <> 0 ORDER BY session_id LIMIT ?2";
+// Both prunes walk the ts index from its oldest end: the work is bounded by `limit`, not by the
+// table's size (migration 4).
+constexpr std::string_view kPruneRevocationLog =
+    "DELETE FROM revocation_log WHERE id IN "
+    "(SELECT id FROM revocation_log WHERE ts < ?1 ORDER BY ts LIMIT ?2) RETURNING id";
+constexpr std::string_view kRecordRevocationLogPruned =
+    "INSERT INTO revocation_log_pruned (id, through_id) VALUES (1, ?1) "
+    "ON CONFLICT (id) DO UPDATE SET through_id = MAX(through_id, excluded.through_id)";
+constexpr std::string_view kPruneSecurityEvents =
+    "DELETE FROM security_events WHERE id IN "
+    "(SELECT id FROM security_events WHERE ts < ?1 ORDER BY ts LIMIT ?2)";
 
 // ---- Row readers --------------------------------------------------------------------------
 
@@ -174,6 +196,25 @@ SessionRecord read_session(const Statement& s, int first) {
     session.revoked_ts = s.column_int(first + 9);
     session.revoked_reason = static_cast<RevokeReason>(s.column_int(first + 10));
     return session;
+}
+
+// The integer in the first column of a statement's first row, or 0 when it yields none.
+Result<std::int64_t> single_int(Statement& s) {
+    auto row = s.step();
+    if (!row) return row.error();
+    if (!*row) return std::int64_t{0};
+    return s.column_int(0);
+}
+
+// Every row of a statement selecting the session columns of kFindSession.
+Result<std::vector<SessionRecord>> all_sessions(Statement& s) {
+    std::vector<SessionRecord> sessions;
+    for (;;) {
+        auto row = s.step();
+        if (!row) return row.error();
+        if (!*row) return sessions;
+        sessions.push_back(read_session(s, 0));
+    }
 }
 
 // A row of kFindAccessToken / kLiveAccessTokens.
@@ -279,13 +320,7 @@ Result<std::vector<SessionRecord>> SqliteQueries<Base>::live_sessions(
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     if (device_id) (*stmt)->bind_text(2, *device_id);
-    std::vector<SessionRecord> sessions;
-    for (;;) {
-        auto row = (*stmt)->step();
-        if (!row) return row.error();
-        if (!*row) return sessions;
-        sessions.push_back(read_session(**stmt, 0));
-    }
+    return all_sessions(**stmt);
 }
 
 template <typename Base>
@@ -411,10 +446,26 @@ template <typename Base>
 Result<std::int64_t> SqliteQueries<Base>::latest_revocation_id() {
     auto stmt = conn_.prepare(kLatestRevocationId);
     if (!stmt) return stmt.error();
-    auto row = (*stmt)->step();
-    if (!row) return row.error();
-    if (!*row) return std::int64_t{0};
-    return (*stmt)->column_int(0);
+    return single_int(**stmt);
+}
+
+template <typename Base>
+Result<std::int64_t> SqliteQueries<Base>::revocation_log_pruned_through() {
+    auto stmt = conn_.prepare(kRevocationLogPrunedThrough);
+    if (!stmt) return stmt.error();
+    return single_int(**stmt);
+}
+
+template <typename Base>
+Result<std::vector<SessionRecord>> SqliteQueries<Base>::revoked_sessions_after(
+    std::int64_t after_session_id, int limit) {
+    if (limit <= 0)
+        return std::vector<SessionRecord>();  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kRevokedSessionsAfter);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, after_session_id);
+    (*stmt)->bind_int(2, limit);
+    return all_sessions(**stmt);
 }
 
 template class SqliteQueries<ReadTxn>;
@@ -664,6 +715,42 @@ Result<bool> SqliteWriteTxn::update_registration_token_counts(std::string_view t
     (*stmt)->bind_int(3, completed_delta);
     if (auto done = (*stmt)->run(); !done) return done.error();
     return conn_.changes() == 1;
+}
+
+Result<std::int64_t> SqliteWriteTxn::prune_revocation_log(std::int64_t before_ts, int limit) {
+    if (limit <= 0) return std::int64_t{0};  // SQLite reads a negative LIMIT as "no limit"
+    std::int64_t deleted = 0;
+    std::int64_t highest = 0;
+    {
+        auto stmt = conn_.prepare(kPruneRevocationLog);
+        if (!stmt) return stmt.error();
+        (*stmt)->bind_int(1, before_ts);
+        (*stmt)->bind_int(2, limit);
+        for (;;) {
+            auto row = (*stmt)->step();
+            if (!row) return row.error();
+            if (!*row) break;
+            ++deleted;
+            highest = std::max(highest, (*stmt)->column_int(0));
+        }
+    }
+    if (deleted == 0) return deleted;
+    // In the same transaction as the delete: no follower can see the gap without the mark.
+    auto stmt = conn_.prepare(kRecordRevocationLogPruned);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, highest);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return deleted;
+}
+
+Result<std::int64_t> SqliteWriteTxn::prune_security_events(std::int64_t before_ts, int limit) {
+    if (limit <= 0) return std::int64_t{0};  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kPruneSecurityEvents);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, before_ts);
+    (*stmt)->bind_int(2, limit);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes();
 }
 
 }  // namespace myelin::storage::sqlite

@@ -38,6 +38,9 @@ public:
     Result<std::vector<RevocationRecord>> revocations_since(std::int64_t after_id,
                                                             int limit) override;
     Result<std::int64_t> latest_revocation_id() override;
+    Result<std::int64_t> revocation_log_pruned_through() override;
+    Result<std::vector<SessionRecord>> revoked_sessions_after(std::int64_t after_session_id,
+                                                              int limit) override;
 
 protected:
     Connection& conn_;
@@ -86,6 +89,8 @@ public:
     Result<bool> update_registration_token_counts(std::string_view token,
                                                   std::int64_t pending_delta,
                                                   std::int64_t completed_delta) override;
+    Result<std::int64_t> prune_revocation_log(std::int64_t before_ts, int limit) override;
+    Result<std::int64_t> prune_security_events(std::int64_t before_ts, int limit) override;
 };
 
 }  // namespace myelin::storage::sqlite
