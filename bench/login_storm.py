@@ -97,7 +97,8 @@ def main():
     ap.add_argument("--logins", type=int, default=200, help="concurrent login connections")
     ap.add_argument("--sessions", type=int, default=200, help="access tokens for whoami")
     ap.add_argument("--hashing-threads", type=int, default=0, help="0: one per core")
-    ap.add_argument("--hashing-queue", type=int, default=256)
+    ap.add_argument("--hashing-queue", type=int, default=0,
+                    help="0: the server default (8 per hashing thread)")
     ap.add_argument("--argon2", default="19456,2", help="memory KiB,iterations")
     ap.add_argument("--output", default="login_storm.json", help="file name in bench/results")
     args = ap.parse_args()
