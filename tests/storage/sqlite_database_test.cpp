@@ -4,6 +4,8 @@
 
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -103,6 +105,24 @@ void post_insert(Database& db, const std::string& user_id, std::optional<Error> 
         done.count_down();
     };
     db.post_write(std::move(job));
+}
+
+TEST(SqliteDatabase, ANewDatabaseAndItsWalAreReadableByTheOwnerOnly) {
+    TempDir dir;
+    const mode_t old_umask = ::umask(022);  // the usual umask: SQLite alone would make 0644
+    CommitLog commits;
+    auto db = open_or_fail(dir.file("myelin.db"), commits.options());
+    ::umask(old_umask);
+    ASSERT_TRUE(db);
+    auto written = write_sync<bool>(
+        *db, [](WriteTxn& txn) -> Result<bool> { return txn.insert_user(make_user("@perm:x")); });
+    ASSERT_TRUE(written);
+    for (const char* name : {"myelin.db", "myelin.db-wal"}) {
+        struct stat st {};
+        ASSERT_EQ(::stat(dir.file(name).c_str(), &st), 0) << name;
+        EXPECT_EQ(st.st_mode & 0777, 0600U) << name;
+    }
+    db->close();
 }
 
 TEST(SqliteDatabase, ConcurrentWritesAreAllCommittedAndDelivered) {

@@ -1,5 +1,8 @@
 #include "myelin/storage/sqlite/connection.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -136,8 +139,22 @@ ScopedStatement::~ScopedStatement() {
 
 // ---- Connection ---------------------------------------------------------------------------
 
+namespace {
+
+// A new database file is created here, readable by its owner only, before SQLite opens it:
+// SQLite would create it with the process umask (usually 0644), and it holds password hashes.
+// Its -wal and -shm files take the database file's mode. An existing file is left as it is.
+void create_private_file(const std::string& path) {
+    if (path.empty() || path == ":memory:" || path.starts_with("file:")) return;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);  // EEXIST and every other failure: SQLite reports its own
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& path,
                                                      const ConnectionConfig& config) {
+    if (!config.read_only) create_private_file(path);
     sqlite3* db = nullptr;
     const int flags =
         (config.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
