@@ -1,7 +1,6 @@
 #include "myelin/storage/sqlite/migrations.hpp"
 
 #include <array>
-#include <cstddef>
 
 #include <fmt/format.h>
 
@@ -116,13 +115,7 @@ CREATE TABLE revocation_log_pruned (
 )sql"},
 };
 
-constexpr bool versions_are_consecutive() {
-    for (std::size_t i = 0; i < kMigrations.size(); ++i) {
-        if (kMigrations[i].version != static_cast<int>(i) + 1) return false;
-    }
-    return true;
-}
-static_assert(versions_are_consecutive(), "migration versions must be 1, 2, 3, ...");
+static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");
 
 constexpr const char* kCreateVersionTable =
     "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -136,11 +129,7 @@ Result<int> current_version(Connection& conn) {
     return static_cast<int>((*stmt)->column_int(0));
 }
 
-Error too_new(int version) {
-    return errors::internal(fmt::format(
-        "database schema version {} is newer than this myelin build supports ({}); upgrade myelin",
-        version, latest_schema_version()));
-}
+Error too_new(int version) { return schema_too_new(version, latest_schema_version()); }
 
 void roll_back(Connection& conn) {
     if (conn.in_transaction()) (void)conn.run("ROLLBACK");

@@ -9,16 +9,12 @@
 #include <span>
 
 #include "myelin/core/error.hpp"
+#include "myelin/storage/migration.hpp"
 #include "myelin/storage/sqlite/connection.hpp"
 
 namespace myelin::storage::sqlite {
 
-// One step of the schema. Versions start at 1 and increase by one.
-struct Migration {
-    int version;
-    const char* name;  // what it does, for logs
-    const char* sql;   // one or more statements, run inside the migration's transaction
-};
+using storage::Migration;
 
 // Every migration this build knows, in order.
 std::span<const Migration> migrations();

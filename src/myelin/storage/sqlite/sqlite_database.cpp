@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "myelin/core/log.hpp"
+#include "myelin/storage/job_guard.hpp"
 #include "myelin/storage/sqlite/connection.hpp"
 #include "myelin/storage/sqlite/migrations.hpp"
 #include "myelin/storage/sqlite/sqlite_txn.hpp"
@@ -235,30 +236,13 @@ private:
         }
 
         for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!batch[i].on_committed) continue;
-            try {
-                batch[i].on_committed(results[i]);
-            } catch (const std::exception& e) {
-                myelin::log::app()->error("sqlite: a write job's on_committed threw: {}", e.what());
-            } catch (...) {
-                myelin::log::app()->error("sqlite: a write job's on_committed threw");
-            }
+            deliver_write_result(batch[i], results[i], "sqlite");
         }
         return committed;
     }
 
     // Runs one job's body; an exception becomes a 500 for that job only.
-    Result<void> run_job(WriteJob& job) {
-        if (!job.run) return {};
-        try {
-            return job.run(write_txn_);
-        } catch (const std::exception& e) {
-            myelin::log::app()->error("sqlite: a write job threw: {}", e.what());
-        } catch (...) {
-            myelin::log::app()->error("sqlite: a write job threw a non-standard exception");
-        }
-        return errors::internal();
-    }
+    Result<void> run_job(WriteJob& job) { return run_write_body(job, write_txn_, "sqlite"); }
 
     // Rolls back whatever transaction is open (SQLite may already have done so).
     static void abandon_transaction(Connection& conn) {
@@ -314,13 +298,7 @@ private:
     // Runs `job` inside a deferred transaction: one snapshot for all of its queries.
     static void run_read(Connection& conn, ReadTxn& txn, ReadJob& job) {
         auto begin = conn.run(kBeginRead, "starting a read transaction");
-        try {
-            job(begin ? &txn : nullptr);
-        } catch (const std::exception& e) {
-            myelin::log::app()->error("sqlite: a read job threw: {}", e.what());
-        } catch (...) {
-            myelin::log::app()->error("sqlite: a read job threw a non-standard exception");
-        }
+        run_read_job(job, begin ? &txn : nullptr, "sqlite");
         if (conn.in_transaction() && !conn.run(kCommit, "ending a read transaction")) {
             if (conn.in_transaction()) (void)conn.run(kRollback, "ending a read transaction");
         }

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "myelin/storage/row_readers.hpp"
+
 namespace myelin::storage::sqlite {
 
 namespace {
@@ -159,44 +161,11 @@ constexpr std::string_view kPruneSecurityEvents =
 
 // ---- Row readers --------------------------------------------------------------------------
 
-UserRecord read_user(const Statement& s) {
-    UserRecord user;
-    user.user_id = s.column_text(0);
-    user.password_hash = s.column_text(1);
-    user.is_guest = s.column_bool(2);
-    user.is_admin = s.column_bool(3);
-    user.deactivated = s.column_bool(4);
-    user.created_ts = s.column_int(5);
-    return user;
-}
-
-DeviceRecord read_device(const Statement& s) {
-    DeviceRecord device;
-    device.user_id = s.column_text(0);
-    device.device_id = s.column_text(1);
-    if (!s.column_is_null(2)) device.display_name = s.column_text(2);
-    device.created_ts = s.column_int(3);
-    device.last_seen_ts = s.column_int(4);
-    device.last_seen_ip = s.column_text(5);
-    return device;
-}
-
-// The 11 session columns starting at `first`, in the order of kFindSession.
-SessionRecord read_session(const Statement& s, int first) {
-    SessionRecord session;
-    session.session_id = s.column_int(first);
-    session.user_id = s.column_text(first + 1);
-    session.device_id = s.column_text(first + 2);
-    session.refreshable = s.column_bool(first + 3);
-    session.is_guest = s.column_bool(first + 4);
-    session.created_ts = s.column_int(first + 5);
-    session.ends_ts = s.column_int(first + 6);
-    session.current_generation = s.column_int(first + 7);
-    session.used_generation = s.column_int(first + 8);
-    session.revoked_ts = s.column_int(first + 9);
-    session.revoked_reason = static_cast<RevokeReason>(s.column_int(first + 10));
-    return session;
-}
+using rows::read_access_token;
+using rows::read_device;
+using rows::read_registration_token;
+using rows::read_session;
+using rows::read_user;
 
 // The integer in the first column of a statement's first row, or 0 when it yields none.
 Result<std::int64_t> single_int(Statement& s) {
@@ -215,31 +184,6 @@ Result<std::vector<SessionRecord>> all_sessions(Statement& s) {
         if (!*row) return sessions;
         sessions.push_back(read_session(s, 0));
     }
-}
-
-// A row of kFindAccessToken / kLiveAccessTokens.
-Result<AccessTokenLookup> read_access_token(const Statement& s) {
-    auto hash = s.column_token_hash(0);
-    if (!hash) return hash.error();
-    AccessTokenLookup lookup;
-    lookup.token.token_hash = *hash;
-    lookup.token.session_id = s.column_int(1);
-    lookup.token.generation = s.column_int(2);
-    lookup.token.issued_ts = s.column_int(3);
-    lookup.token.expires_ts = s.column_int(4);
-    lookup.session = read_session(s, 5);
-    return lookup;
-}
-
-RegistrationTokenRecord read_registration_token(const Statement& s) {
-    RegistrationTokenRecord token;
-    token.token = s.column_text(0);
-    if (!s.column_is_null(1)) token.uses_allowed = s.column_int(1);
-    token.pending = s.column_int(2);
-    token.completed = s.column_int(3);
-    token.expiry_ts = s.column_int(4);
-    token.created_ts = s.column_int(5);
-    return token;
 }
 
 // Runs a statement that yields at most one row and reads it with `read_row`.
@@ -329,7 +273,7 @@ Result<std::optional<AccessTokenLookup>> SqliteQueries<Base>::find_access_token(
     auto stmt = conn_.prepare(kFindAccessToken);
     if (!stmt) return stmt.error();
     (*stmt)->bind_blob(1, hash);
-    return one_row<AccessTokenLookup>(**stmt, read_access_token);
+    return one_row<AccessTokenLookup>(**stmt, read_access_token<Statement>);
 }
 
 template <typename Base>
@@ -338,20 +282,8 @@ Result<std::optional<RefreshTokenLookup>> SqliteQueries<Base>::find_refresh_toke
     auto stmt = conn_.prepare(kFindRefreshToken);
     if (!stmt) return stmt.error();
     (*stmt)->bind_blob(1, hash);
-    return one_row<RefreshTokenLookup>(**stmt,
-                                       [](const Statement& s) -> Result<RefreshTokenLookup> {
-                                           auto token_hash = s.column_token_hash(0);
-                                           if (!token_hash) return token_hash.error();
-                                           RefreshTokenLookup lookup;
-                                           lookup.token.token_hash = *token_hash;
-                                           lookup.token.session_id = s.column_int(1);
-                                           lookup.token.generation = s.column_int(2);
-                                           lookup.token.issued_ts = s.column_int(3);
-                                           lookup.token.expires_ts = s.column_int(4);
-                                           lookup.token.sealed_successor = s.column_blob(5);
-                                           lookup.session = read_session(s, 6);
-                                           return lookup;
-                                       });
+    return one_row<RefreshTokenLookup>(
+        **stmt, [](const Statement& s) { return rows::read_refresh_token(s); });
 }
 
 template <typename Base>
@@ -382,14 +314,7 @@ Result<std::vector<SecurityEventRecord>> SqliteQueries<Base>::security_events(
         auto row = (*stmt)->step();
         if (!row) return row.error();
         if (!*row) return events;
-        SecurityEventRecord event;
-        event.id = (*stmt)->column_int(0);
-        event.user_id = (*stmt)->column_text(1);
-        event.device_id = (*stmt)->column_text(2);
-        event.ts = (*stmt)->column_int(3);
-        event.kind = (*stmt)->column_text(4);
-        event.detail = (*stmt)->column_text(5);
-        events.push_back(std::move(event));
+        events.push_back(rows::read_security_event(**stmt));
     }
 }
 
@@ -431,14 +356,7 @@ Result<std::vector<RevocationRecord>> SqliteQueries<Base>::revocations_since(std
         auto row = (*stmt)->step();
         if (!row) return row.error();
         if (!*row) return revocations;
-        RevocationRecord revocation;
-        revocation.id = (*stmt)->column_int(0);
-        revocation.session_id = (*stmt)->column_int(1);
-        revocation.user_id = (*stmt)->column_text(2);
-        revocation.device_id = (*stmt)->column_text(3);
-        revocation.reason = static_cast<RevokeReason>((*stmt)->column_int(4));
-        revocation.ts = (*stmt)->column_int(5);
-        revocations.push_back(std::move(revocation));
+        revocations.push_back(rows::read_revocation(**stmt));
     }
 }
 
