@@ -183,6 +183,27 @@ bool valid_server_name(std::string_view name) {
     return true;
 }
 
+// The first line of the password file (without its line ending). Errors name the file, never
+// its content.
+Result<std::string> read_password_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string password;
+    if (!in || !std::getline(in, password)) {
+        return config_error(fmt::format(
+            "config key 'database.password_file' names '{}', which cannot be read; expected a "
+            "file holding the database password",
+            path.string()));
+    }
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    if (password.empty()) {
+        return config_error(fmt::format(
+            "config key 'database.password_file' names '{}', whose first line is empty; expected "
+            "the database password",
+            path.string()));
+    }
+    return password;
+}
+
 Result<void> read_all(Reader& r, Config& c) {
     auto check = [](Result<void> res) { return res; };
     Result<void> res;
@@ -204,6 +225,11 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.integer("listen.threads", c.listen.threads, 0, 256));
     MYELIN_READ(r.string("database.url", c.database.url));
     MYELIN_READ(r.integer("database.reader_threads", c.database.reader_threads, 1, 64));
+    std::string password_file;
+    MYELIN_READ(r.string("database.password_file", password_file));
+    MYELIN_READ(r.boolean("database.synchronous_commit", c.database.synchronous_commit));
+    MYELIN_READ(r.integer("database.pool_size", c.database.pool_size, 1, 256));
+    MYELIN_READ(r.duration("database.pool_timeout", c.database.pool_timeout, false));
     std::string key_file;
     MYELIN_READ(r.string("secrets.key_file", key_file));
     MYELIN_READ(r.boolean("registration.enabled", c.registration.enabled));
@@ -284,14 +310,34 @@ Result<void> read_all(Reader& r, Config& c) {
                 c.database.url));
         }
         c.database.sqlite_path = p.is_absolute() ? p : c.config_dir / p;
+        if (!password_file.empty()) {
+            return config_error(
+                "config key 'database.password_file' is set but 'database.url' names SQLite; "
+                "expected it only with a postgresql:// URL");
+        }
     } else if (c.database.url.rfind("postgresql://", 0) == 0 ||
                c.database.url.rfind("postgres://", 0) == 0) {
         c.database.is_postgres = true;
+        auto parsed = parse_postgres_url(c.database.url);
+        if (!parsed) return parsed.error();
+        c.database.postgres = std::move(*parsed);
+        if (!password_file.empty()) {
+            std::filesystem::path p(password_file);
+            c.database.password_file = p.is_absolute() ? p : c.config_dir / p;
+            auto password = read_password_file(c.database.password_file);
+            if (!password) return password.error();
+            if (!c.database.postgres.password.empty()) {
+                return config_error(
+                    "config keys 'database.url' and 'database.password_file' both give a "
+                    "password; expected only one of them");
+            }
+            c.database.postgres.password = std::move(*password);
+        }
     } else {
         return config_error(fmt::format(
             "config key 'database.url' has the value \"{}\"; expected \"sqlite:PATH\" or "
             "\"postgresql://user@host:port/db\"",
-            c.database.url));
+            redact_postgres_url(c.database.url)));
     }
     if (!key_file.empty()) {
         std::filesystem::path p(key_file);
@@ -431,10 +477,20 @@ port = 8008
 threads = 0
 
 [database]
-# "sqlite:PATH" (embedded, the default) or "postgresql://user@host:port/db".
+# "sqlite:PATH" (embedded, the default) or "postgresql://user[:password]@host[:port]/db"
+# (also "postgres://"; PostgreSQL 15 or newer). Several servers may share one PostgreSQL database.
 url = "sqlite:data/homeserver.db"
 # Read connections for SQLite.
 reader_threads = 2
+# PostgreSQL only: a file whose first line is the password, instead of putting it into the url.
+# password_file = "/etc/myelin/db-password"
+# PostgreSQL only: answer a write once its commit is on the database server's disk. false is
+# faster but a crash of the database server may lose the last ~600 ms of answered writes.
+synchronous_commit = true
+# PostgreSQL only: connections (each with its own thread), and how long a request may wait for a
+# free one before it is answered 503 with Retry-After.
+pool_size = 8
+pool_timeout = "10s"
 
 [secrets]
 # 32-byte server secret used to hash tokens; created with mode 0600 on first start.

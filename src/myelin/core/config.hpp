@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "myelin/core/error.hpp"
+#include "myelin/core/postgres_url.hpp"
 
 namespace myelin {
 
@@ -23,10 +24,20 @@ struct ListenConfig {
 };
 
 struct DatabaseConfig {
-    std::string url = "sqlite:data/homeserver.db";  // as written
+    // As written; may hold a PostgreSQL password, so never log it (postgres.redacted() is safe).
+    std::string url = "sqlite:data/homeserver.db";
     std::filesystem::path sqlite_path;  // resolved against the config's folder (sqlite: URLs)
     bool is_postgres = false;
-    unsigned reader_threads = 2;
+    unsigned reader_threads = 2;  // SQLite read connections
+    // postgresql:// URLs: the parsed URL, its password taken from the URL or from password_file.
+    PostgresUrl postgres;
+    std::filesystem::path password_file;  // resolved; empty: none
+    // PostgreSQL's synchronous_commit for our sessions: on, a write is answered once its commit
+    // is on disk; off, a crash of the database server may lose the last ~600 ms of commits.
+    bool synchronous_commit = true;
+    unsigned pool_size = 8;  // PostgreSQL connections, each with its own thread
+    // Longest a storage job waits for a free PostgreSQL connection before it fails with 503.
+    std::chrono::milliseconds pool_timeout{10'000};
 };
 
 struct RegistrationConfig {

@@ -1,5 +1,10 @@
 #include "myelin/core/config.hpp"
 
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "myelin/core/duration.hpp"
@@ -103,6 +108,101 @@ TEST(Config, DatabaseUrlForms) {
     auto bad = parse_config("[database]\nurl = \"mysql://x\"\n", "/x");
     ASSERT_FALSE(bad);
     EXPECT_NE(bad.error().message.find("database.url"), std::string::npos);
+}
+
+TEST(Config, PostgresUrlIsParsedIntoItsParts) {
+    auto pg = parse_config("[database]\nurl = \"postgres://my%40user:p%3Ass@db.example:6543/hs\"\n",
+                           "/x");
+    ASSERT_TRUE(pg) << pg.error().message;
+    const PostgresUrl& u = pg->database.postgres;
+    EXPECT_EQ(u.user, "my@user");
+    EXPECT_EQ(u.password, "p:ss");
+    EXPECT_EQ(u.host, "db.example");
+    EXPECT_EQ(u.port, 6543);
+    EXPECT_EQ(u.dbname, "hs");
+    EXPECT_EQ(u.redacted(), "postgresql://my@user:***@db.example:6543/hs");
+
+    auto v6 = parse_config("[database]\nurl = \"postgresql://u@[::1]/db\"\n", "/x");
+    ASSERT_TRUE(v6) << v6.error().message;
+    EXPECT_EQ(v6->database.postgres.host, "::1");
+    EXPECT_EQ(v6->database.postgres.port, 5432);  // the default port
+    EXPECT_EQ(v6->database.postgres.redacted(), "postgresql://u@[::1]:5432/db");
+}
+
+TEST(Config, MalformedPostgresUrlsAreRefusedWithoutShowingThePassword) {
+    for (const char* url :
+         {"postgresql://secretless@h:5432/", "postgresql://h:5432/db", "postgresql://u@:5432/db",
+          "postgresql://u:hunter2@h:99999/db", "postgresql://u:hunter2@h:5432/db?sslmode=require",
+          "postgresql://u:hunter2@h:x/db", "postgresql://u:hunter2%zz@h/db",
+          "postgresql://u:hunter2@h"}) {
+        auto c = parse_config(std::string("[database]\nurl = \"") + url + "\"\n", "/x");
+        ASSERT_FALSE(c) << url;
+        EXPECT_NE(c.error().message.find("database.url"), std::string::npos) << url;
+        EXPECT_EQ(c.error().message.find("hunter2"), std::string::npos) << c.error().message;
+    }
+    EXPECT_EQ(redact_postgres_url("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
+    EXPECT_EQ(redact_postgres_url("postgres://u@h/db"), "postgres://u@h/db");
+}
+
+TEST(Config, PostgresSettingsHaveDefaultsAndBounds) {
+    auto d = parse_config("[database]\nurl = \"postgresql://u@h/db\"\n", "/x");
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_TRUE(d->database.synchronous_commit);  // durable by default
+    EXPECT_EQ(d->database.pool_size, 8u);
+    EXPECT_EQ(d->database.pool_timeout, std::chrono::seconds(10));
+    EXPECT_TRUE(d->database.postgres.password.empty());
+
+    auto set = parse_config(
+        "[database]\nurl = \"postgresql://u@h/db\"\nsynchronous_commit = false\n"
+        "pool_size = 3\npool_timeout = \"250ms\"\n",
+        "/x");
+    ASSERT_TRUE(set) << set.error().message;
+    EXPECT_FALSE(set->database.synchronous_commit);
+    EXPECT_EQ(set->database.pool_size, 3u);
+    EXPECT_EQ(set->database.pool_timeout, std::chrono::milliseconds(250));
+
+    for (const char* bad : {"pool_size = 0", "pool_size = 257", "pool_timeout = \"0\"",
+                            "synchronous_commit = \"yes\""}) {
+        auto c = parse_config(
+            std::string("[database]\nurl = \"postgresql://u@h/db\"\n") + bad + "\n", "/x");
+        EXPECT_FALSE(c) << bad;
+    }
+}
+
+TEST(Config, PostgresPasswordComesFromTheUrlOrFromAFile) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("myelin-config-test-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    {
+        std::ofstream(dir / "pw") << "s3cret\r\nsecond line ignored\n";
+        std::ofstream(dir / "empty") << "\n";
+    }
+    auto from_file =
+        parse_config("[database]\nurl = \"postgresql://u@h/db\"\npassword_file = \"pw\"\n", dir);
+    ASSERT_TRUE(from_file) << from_file.error().message;
+    EXPECT_EQ(from_file->database.postgres.password, "s3cret");
+    EXPECT_EQ(from_file->database.password_file, dir / "pw");
+
+    auto both = parse_config(
+        "[database]\nurl = \"postgresql://u:other@h/db\"\npassword_file = \"pw\"\n", dir);
+    ASSERT_FALSE(both);
+    EXPECT_NE(both.error().message.find("only one"), std::string::npos) << both.error().message;
+    EXPECT_EQ(both.error().message.find("other"), std::string::npos);
+    EXPECT_EQ(both.error().message.find("s3cret"), std::string::npos);
+
+    auto missing =
+        parse_config("[database]\nurl = \"postgresql://u@h/db\"\npassword_file = \"nope\"\n", dir);
+    ASSERT_FALSE(missing);
+    EXPECT_NE(missing.error().message.find("password_file"), std::string::npos);
+    auto empty =
+        parse_config("[database]\nurl = \"postgresql://u@h/db\"\npassword_file = \"empty\"\n", dir);
+    ASSERT_FALSE(empty);
+
+    // A password file makes no sense with SQLite.
+    auto sqlite = parse_config("[database]\npassword_file = \"pw\"\n", dir);
+    ASSERT_FALSE(sqlite);
+    EXPECT_NE(sqlite.error().message.find("password_file"), std::string::npos);
+    std::filesystem::remove_all(dir);
 }
 
 TEST(Config, LifetimeCombinationsThatCannotWorkAreRefused) {
