@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 
 #include "myelin/api/admin/admin_json.hpp"
+#include "myelin/app/open_database.hpp"
 #include "myelin/auth/password_hasher.hpp"
 #include "myelin/auth/server_secret.hpp"
 #include "myelin/auth/sodium_init.hpp"
@@ -34,7 +35,6 @@
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/uia.hpp"
 #include "myelin/service/user_ids.hpp"
-#include "myelin/storage/sqlite/sqlite_database.hpp"
 
 namespace myelin::app {
 
@@ -121,24 +121,8 @@ int open_context(const AdminArgs& args, AdminContext& ctx) {
     }
     ctx.config = std::move(*config);
     const Config& c = ctx.config;
-    if (c.database.is_postgres) {
-        fail("config key 'database.url' names PostgreSQL, which this build does not support yet");
-        return kExitUsage;
-    }
     auth::ensure_sodium();
-    std::error_code ec;
-    auto dir = c.database.sqlite_path.parent_path();
-    if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
-        std::filesystem::create_directories(dir, ec);
-        if (ec) {
-            fail("cannot create data folder '" + dir.string() + "': " + ec.message());
-            return kExitFailure;
-        }
-        ::chmod(dir.c_str(), 0700);
-    }
-    storage::SqliteOptions options;
-    options.reader_threads = 1;
-    auto db = storage::open_sqlite(c.database.sqlite_path.string(), options);
+    auto db = open_database(c.database, DatabaseUser::kCommandLine);
     if (!db) {
         fail(db.error().message);
         return kExitFailure;

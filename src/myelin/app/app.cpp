@@ -13,6 +13,7 @@
 #include "myelin/api/dispatcher.hpp"
 #include "myelin/api/metrics_dispatcher.hpp"
 #include "myelin/api/router.hpp"
+#include "myelin/app/open_database.hpp"
 #include "myelin/auth/password_hasher.hpp"
 #include "myelin/auth/server_secret.hpp"
 #include "myelin/auth/sodium_init.hpp"
@@ -33,7 +34,6 @@
 #include "myelin/service/revocation_listener.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/uia.hpp"
-#include "myelin/storage/sqlite/sqlite_database.hpp"
 
 namespace myelin::app {
 
@@ -105,12 +105,6 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     auto impl = std::make_unique<Impl>();
     impl->config = std::move(config);
     const Config& c = impl->config;
-    if (c.database.is_postgres) {
-        return errors::internal(
-            "config key 'database.url' names PostgreSQL, which this build does not support yet; "
-            "expected \"sqlite:PATH\"");
-    }
-    if (auto r = ensure_private_dir(c.database.sqlite_path.parent_path()); !r) return r.error();
     if (auto r = ensure_private_dir(c.key_file.parent_path()); !r) return r.error();
 
     auto secret = auth::load_or_create_server_secret(c.key_file);
@@ -119,9 +113,7 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->token_hasher = std::make_unique<auth::TokenHasher>(*impl->secret);
     impl->sealer = std::make_unique<auth::SuccessorSealer>(*impl->secret);
 
-    storage::SqliteOptions sqlite_options;
-    sqlite_options.reader_threads = static_cast<int>(c.database.reader_threads);
-    auto db = storage::open_sqlite(c.database.sqlite_path.string(), sqlite_options);
+    auto db = open_database(c.database, DatabaseUser::kServer);
     if (!db) return db.error();
     impl->db = std::move(*db);
     impl->housekeeping =

@@ -1,0 +1,195 @@
+#include "myelin/storage/postgres/pg_migrations.hpp"
+
+#include <array>
+
+#include <fmt/format.h>
+
+#include "myelin/core/log.hpp"
+
+namespace myelin::storage::pg {
+
+namespace {
+
+// Identifiers that must compare and sort byte by byte, as in SQLite, whatever the database's
+// locale, use COLLATE "C". Integers are BIGINT so that every parameter is inferred as one. A
+// migration, once released, is never edited: changes go into a new, higher-numbered entry.
+constexpr std::array kMigrations{
+    Migration{1, "accounts, devices, sessions and tokens", R"sql(
+CREATE TABLE users (
+    user_id       TEXT COLLATE "C" PRIMARY KEY,
+    password_hash TEXT NOT NULL DEFAULT '',
+    is_guest      BOOLEAN NOT NULL DEFAULT FALSE,
+    is_admin      BOOLEAN NOT NULL DEFAULT FALSE,
+    deactivated   BOOLEAN NOT NULL DEFAULT FALSE,
+    created_ts    BIGINT NOT NULL
+);
+
+CREATE TABLE devices (
+    user_id      TEXT COLLATE "C" NOT NULL,
+    device_id    TEXT COLLATE "C" NOT NULL,
+    display_name TEXT NULL,
+    created_ts   BIGINT NOT NULL,
+    last_seen_ts BIGINT NOT NULL DEFAULT 0,
+    last_seen_ip TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (user_id, device_id)
+);
+
+CREATE TABLE sessions (
+    session_id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id            TEXT COLLATE "C" NOT NULL,
+    device_id          TEXT COLLATE "C" NOT NULL,
+    refreshable        BOOLEAN NOT NULL DEFAULT FALSE,
+    is_guest           BOOLEAN NOT NULL DEFAULT FALSE,
+    created_ts         BIGINT NOT NULL,
+    ends_ts            BIGINT NOT NULL DEFAULT 0,
+    current_generation BIGINT NOT NULL DEFAULT 0,
+    used_generation    BIGINT NOT NULL DEFAULT 0,
+    revoked_ts         BIGINT NOT NULL DEFAULT 0,
+    revoked_reason     BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_by_user_device ON sessions (user_id, device_id);
+
+CREATE TABLE access_tokens (
+    token_hash BYTEA PRIMARY KEY CHECK (length(token_hash) = 32),
+    session_id BIGINT NOT NULL REFERENCES sessions (session_id),
+    generation BIGINT NOT NULL,
+    issued_ts  BIGINT NOT NULL,
+    expires_ts BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX access_tokens_by_session ON access_tokens (session_id);
+
+CREATE TABLE refresh_tokens (
+    token_hash       BYTEA PRIMARY KEY CHECK (length(token_hash) = 32),
+    session_id       BIGINT NOT NULL REFERENCES sessions (session_id),
+    generation       BIGINT NOT NULL,
+    issued_ts        BIGINT NOT NULL,
+    expires_ts       BIGINT NOT NULL DEFAULT 0,
+    sealed_successor BYTEA NULL
+);
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+
+CREATE TABLE security_events (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id   TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+    ts        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX security_events_by_user ON security_events (user_id, id);
+)sql"},
+    // A session keeps every refresh token it ever had (for reuse detection), but at most one
+    // holds a sealed successor: finding it must not walk the whole lineage on every rotation.
+    Migration{2, "index of refresh tokens holding a sealed successor", R"sql(
+CREATE INDEX refresh_tokens_sealed_by_session ON refresh_tokens (session_id)
+    WHERE sealed_successor IS NOT NULL;
+)sql"},
+    // Registration tokens, and the log of revoked sessions that running servers follow to learn
+    // of revocations made by other processes on the same database.
+    Migration{3, "registration tokens and the revocation log", R"sql(
+CREATE TABLE registration_tokens (
+    token        TEXT COLLATE "C" PRIMARY KEY,
+    uses_allowed BIGINT NULL,
+    pending      BIGINT NOT NULL DEFAULT 0,
+    completed    BIGINT NOT NULL DEFAULT 0,
+    expiry_ts    BIGINT NOT NULL DEFAULT 0,
+    created_ts   BIGINT NOT NULL
+);
+
+CREATE TABLE revocation_log (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id BIGINT NOT NULL,
+    reason     BIGINT NOT NULL,
+    ts         BIGINT NOT NULL
+);
+)sql"},
+    // Housekeeping deletes old revocation log entries and security events by age: both need an
+    // index on ts, or every prune would scan the whole table. The highest pruned log id is kept
+    // so that a follower that fell behind can tell it missed entries (one row, id = 1).
+    Migration{4, "indexes and marks for pruning old log rows", R"sql(
+CREATE INDEX revocation_log_by_ts ON revocation_log (ts);
+CREATE INDEX security_events_by_ts ON security_events (ts);
+CREATE TABLE revocation_log_pruned (
+    id         BIGINT PRIMARY KEY CHECK (id = 1),
+    through_id BIGINT NOT NULL
+);
+)sql"},
+};
+
+static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");
+
+// Taken for the whole of each migration step, so that processes opening the database together
+// apply every migration exactly once ("myelin" in ASCII, an arbitrary constant).
+constexpr const char* kLockAndCreateVersionTable =
+    "SELECT pg_advisory_xact_lock(31381409523566); "
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version BIGINT PRIMARY KEY, applied_ts BIGINT NOT NULL)";
+
+Result<int> current_version(Connection& conn) {
+    auto rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", Params{},
+                           "reading the schema version");
+    if (!rows) return rows.error();
+    return static_cast<int>(rows->row(0).column_int(0));
+}
+
+void roll_back(Connection& conn) {
+    if (!conn.broken()) (void)conn.exec("ROLLBACK", "rolling back a migration");
+}
+
+// One transaction: applies the migration after the current version, if any. Returns the
+// version the database is at afterwards.
+Result<int> step(Connection& conn) {
+    if (auto begin = conn.exec("BEGIN", "starting a migration"); !begin) return begin.error();
+    if (auto locked = conn.exec(kLockAndCreateVersionTable, "preparing the migrations"); !locked) {
+        roll_back(conn);
+        return locked.error();
+    }
+    auto version = current_version(conn);
+    if (!version) {
+        roll_back(conn);
+        return version.error();
+    }
+    if (*version > latest_schema_version()) {
+        roll_back(conn);
+        return schema_too_new(*version, latest_schema_version());
+    }
+    if (*version == latest_schema_version()) {
+        roll_back(conn);
+        return *version;
+    }
+    const Migration& m = kMigrations[static_cast<std::size_t>(*version)];
+    if (auto applied = conn.exec(m.sql, "a migration"); !applied) {
+        roll_back(conn);
+        return errors::internal(fmt::format("applying database migration {} ({}) failed: {}",
+                                            m.version, m.name, applied.error().message));
+    }
+    auto recorded = conn.query(
+        "INSERT INTO schema_version (version, applied_ts) "
+        "VALUES ($1, (extract(epoch FROM now()) * 1000)::bigint)",
+        Params{}.add_int(m.version), "recording a migration");
+    if (!recorded) {
+        roll_back(conn);
+        return recorded.error();
+    }
+    if (auto commit = conn.exec("COMMIT", "committing a migration"); !commit) {
+        return commit.error();
+    }
+    myelin::log::app()->info("postgresql: applied database migration {} ({})", m.version, m.name);
+    return m.version;
+}
+
+}  // namespace
+
+std::span<const Migration> migrations() { return kMigrations; }
+
+int latest_schema_version() { return kMigrations.back().version; }
+
+Result<int> apply_migrations(Connection& conn) {
+    for (;;) {
+        auto version = step(conn);
+        if (!version) return version.error();
+        if (*version == latest_schema_version()) return *version;
+    }
+}
+
+}  // namespace myelin::storage::pg

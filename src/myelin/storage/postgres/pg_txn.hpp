@@ -1,0 +1,100 @@
+#pragma once
+
+// The PostgreSQL implementations of ReadTxn and WriteTxn: each method is one prepared statement
+// (two for a revocation that must be logged) on the connection the transaction was created for.
+// They do not begin or end transactions themselves; the database's worker threads do that around
+// each job (write jobs SERIALIZABLE, read jobs a REPEATABLE READ snapshot).
+//
+// Thread-safety: as the connection's (one thread at a time).
+
+#include "myelin/storage/database.hpp"
+#include "myelin/storage/postgres/pg_connection.hpp"
+
+namespace myelin::storage::pg {
+
+// The queries, shared by the read and the write transaction. `Base` is ReadTxn or WriteTxn (both
+// instantiated in pg_txn.cpp). Each method keeps the contract of its ReadTxn declaration in
+// database.hpp; failures come back as mapped by pg_error.
+template <typename Base>
+class PgQueries : public Base {
+public:
+    explicit PgQueries(Connection& conn) : conn_(conn) {}
+
+    Result<std::optional<UserRecord>> find_user(std::string_view user_id) override;
+    Result<std::optional<DeviceRecord>> find_device(std::string_view user_id,
+                                                    std::string_view device_id) override;
+    Result<std::vector<DeviceRecord>> list_devices(std::string_view user_id) override;
+    Result<std::optional<SessionRecord>> find_session(std::int64_t session_id) override;
+    Result<std::vector<SessionRecord>> live_sessions(
+        std::string_view user_id, std::optional<std::string_view> device_id) override;
+    Result<std::optional<AccessTokenLookup>> find_access_token(const TokenHash& hash) override;
+    Result<std::optional<RefreshTokenLookup>> find_refresh_token(const TokenHash& hash) override;
+    Result<void> for_each_live_access_token(
+        const std::function<void(const AccessTokenLookup&)>& fn) override;
+    Result<std::vector<SecurityEventRecord>> security_events(std::string_view user_id,
+                                                             int limit) override;
+    Result<std::optional<RegistrationTokenRecord>> find_registration_token(
+        std::string_view token) override;
+    Result<std::vector<RegistrationTokenRecord>> list_registration_tokens() override;
+    Result<std::vector<RevocationRecord>> revocations_since(std::int64_t after_id,
+                                                            int limit) override;
+    Result<std::int64_t> latest_revocation_id() override;
+    Result<std::int64_t> revocation_log_pruned_through() override;
+    Result<std::vector<SessionRecord>> revoked_sessions_after(std::int64_t after_session_id,
+                                                              int limit) override;
+
+protected:
+    Connection& conn_;
+};
+
+extern template class PgQueries<ReadTxn>;
+extern template class PgQueries<WriteTxn>;
+
+// A read transaction.
+using PgReadTxn = PgQueries<ReadTxn>;
+
+// A write transaction. Each method keeps the contract of its WriteTxn declaration in
+// database.hpp; a unique-key conflict the contract answers with `false` is an ON CONFLICT, never
+// an error. revoke_session additionally refuses (500) a timestamp <= 0 or RevokeReason::kNone,
+// either of which would leave the session looking live. Revocation log entries are appended
+// under a transaction-level advisory lock held until the commit is visible, so that entries
+// become visible in id order across connections and processes (what revocations_since relies on).
+class PgWriteTxn final : public PgQueries<WriteTxn> {
+public:
+    explicit PgWriteTxn(Connection& conn) : PgQueries<WriteTxn>(conn) {}
+
+    Result<bool> insert_user(const UserRecord& user) override;
+    Result<void> set_password_hash(std::string_view user_id, std::string_view hash) override;
+    Result<bool> ensure_device(const DeviceRecord& device) override;
+    Result<void> delete_device(std::string_view user_id, std::string_view device_id) override;
+    Result<std::int64_t> insert_session(const SessionRecord& session) override;
+    Result<void> insert_access_token(const AccessTokenRecord& token) override;
+    Result<void> insert_refresh_token(const RefreshTokenRecord& token) override;
+    Result<bool> update_session_generations(std::int64_t session_id, std::int64_t expected_current,
+                                            std::int64_t new_current,
+                                            std::int64_t new_used) override;
+    Result<void> set_sealed_successor(const TokenHash& refresh_hash,
+                                      const std::vector<std::uint8_t>& sealed) override;
+    Result<void> wipe_sealed_successors(std::int64_t session_id) override;
+    Result<void> revoke_session(std::int64_t session_id, std::int64_t ts,
+                                RevokeReason reason) override;
+    Result<void> delete_session_tokens(std::int64_t session_id) override;
+    Result<void> insert_security_event(const SecurityEventRecord& event) override;
+    Result<bool> set_user_deactivated(std::string_view user_id, bool deactivated) override;
+    Result<bool> set_user_admin(std::string_view user_id, bool is_admin) override;
+    Result<bool> set_device_display_name(std::string_view user_id, std::string_view device_id,
+                                         std::optional<std::string_view> display_name) override;
+    Result<void> record_device_activity(std::string_view user_id, std::string_view device_id,
+                                        std::int64_t ts, std::string_view ip) override;
+    Result<bool> insert_registration_token(const RegistrationTokenRecord& token) override;
+    Result<bool> delete_registration_token(std::string_view token) override;
+    Result<bool> update_registration_token_counts(std::string_view token,
+                                                  std::int64_t pending_delta,
+                                                  std::int64_t completed_delta) override;
+    // One statement: the delete and the raise of the pruned-through mark commit together, and a
+    // job run again after a serialization failure repeats both.
+    Result<std::int64_t> prune_revocation_log(std::int64_t before_ts, int limit) override;
+    Result<std::int64_t> prune_security_events(std::int64_t before_ts, int limit) override;
+};
+
+}  // namespace myelin::storage::pg
