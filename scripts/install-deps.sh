@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Myelin builds, tests and benchmarks with, when any is missing.
-# Runs apt-get as root, or through sudo. Nothing is downloaded at build time.
+# Runs apt-get as root, or through sudo. Nothing is downloaded at build time. `postgresql` (the
+# server) is for the PostgreSQL storage tests: scripts/pg-test-cluster.sh starts throwaway
+# clusters from its binaries; Debian's default cluster it may create is not used.
 set -euo pipefail
 
 packages=(
@@ -11,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-jsonschema python3-yaml python3-requests python3-matrix-nio
   wrk nginx-light
+  postgresql
 )
 
 missing=()

@@ -1,7 +1,7 @@
-// The storage methods of the account and operator side (issue #4) on the SQLite backend: user
-// flags, device display names and activity, registration tokens with their counts, and the
-// revocation log that revoke_session appends to and a server follows, also when another
-// connection or another process writes the same database file.
+// The storage methods of the account and operator side (issue #4) on every backend: user flags,
+// device display names and activity, registration tokens with their counts, and the revocation
+// log that revoke_session appends to and a server follows, also when another connection or
+// another process writes the same database.
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,9 +16,9 @@
 #include <gtest/gtest.h>
 
 #include "myelin/storage/await.hpp"
-#include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "storage_test_support.hpp"
+#include "test_database.hpp"
 
 namespace myelin::storage {
 namespace {
@@ -76,14 +76,8 @@ std::optional<RegistrationTokenRecord> find_token(Database& db, const std::strin
         db, [&](ReadTxn& txn) { return txn.find_registration_token(token); });
 }
 
-class SqliteAccountsTest : public ::testing::Test {
+class AccountsTest : public testing::BackendTest {
 protected:
-    void SetUp() override {
-        auto opened = open_sqlite(dir_.file("myelin.db"));
-        ASSERT_TRUE(opened) << opened.error().message;
-        db_ = std::move(*opened);
-    }
-
     template <typename T, typename Fn>
     T write(Fn fn) {
         return write_on<T>(*db_, std::move(fn));
@@ -101,12 +95,9 @@ protected:
         return read<std::optional<DeviceRecord>>(
             [&](ReadTxn& txn) { return txn.find_device(user_id, device_id); });
     }
-
-    testing::TempDir dir_;
-    std::unique_ptr<Database> db_;
 };
 
-TEST_F(SqliteAccountsTest, UserFlagsAreSetAndClearedOnThatUserOnly) {
+TEST_P(AccountsTest, UserFlagsAreSetAndClearedOnThatUserOnly) {
     write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); });
     write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@b:x")); });
 
@@ -134,14 +125,14 @@ TEST_F(SqliteAccountsTest, UserFlagsAreSetAndClearedOnThatUserOnly) {
     EXPECT_FALSE(user("@z:x").has_value());
 }
 
-TEST_F(SqliteAccountsTest, DeactivatedUserIdCannotBeRegisteredAgain) {
+TEST_P(AccountsTest, DeactivatedUserIdCannotBeRegisteredAgain) {
     write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); });
     write<bool>([](WriteTxn& txn) { return txn.set_user_deactivated("@a:x", true); });
     EXPECT_FALSE(write<bool>([](WriteTxn& txn) { return txn.insert_user(make_user("@a:x", 5)); }));
     EXPECT_TRUE(user("@a:x")->deactivated);
 }
 
-TEST_F(SqliteAccountsTest, DeviceDisplayNameIsSetAndClearedOnThatDeviceOnly) {
+TEST_P(AccountsTest, DeviceDisplayNameIsSetAndClearedOnThatDeviceOnly) {
     write<bool>([](WriteTxn& txn) { return txn.ensure_device(make_device("@a:x", "D1")); });
     write<bool>([](WriteTxn& txn) { return txn.ensure_device(make_device("@a:x", "D2")); });
 
@@ -162,7 +153,7 @@ TEST_F(SqliteAccountsTest, DeviceDisplayNameIsSetAndClearedOnThatDeviceOnly) {
     EXPECT_FALSE(device("@b:x", "D1").has_value());
 }
 
-TEST_F(SqliteAccountsTest, DeviceActivityOnlyMovesForward) {
+TEST_P(AccountsTest, DeviceActivityOnlyMovesForward) {
     write<bool>([](WriteTxn& txn) { return txn.ensure_device(make_device("@a:x", "D1")); });
     write<bool>([](WriteTxn& txn) { return txn.ensure_device(make_device("@a:x", "D2")); });
 
@@ -199,7 +190,7 @@ TEST_F(SqliteAccountsTest, DeviceActivityOnlyMovesForward) {
     EXPECT_FALSE(device("@a:x", "GONE").has_value());
 }
 
-TEST_F(SqliteAccountsTest, RegistrationTokensRoundTripAndDuplicatesAreRefused) {
+TEST_P(AccountsTest, RegistrationTokensRoundTripAndDuplicatesAreRefused) {
     RegistrationTokenRecord limited = make_token("limited", 3, 99'000);
     limited.pending = 7;  // ignored: counts start at 0
     limited.completed = 8;
@@ -244,7 +235,7 @@ TEST_F(SqliteAccountsTest, RegistrationTokensRoundTripAndDuplicatesAreRefused) {
     EXPECT_EQ(all[0].token, "limited");
 }
 
-TEST_F(SqliteAccountsTest, RegistrationTokenCountsAddUpAndNeverGoBelowZero) {
+TEST_P(AccountsTest, RegistrationTokenCountsAddUpAndNeverGoBelowZero) {
     write<bool>([](WriteTxn& txn) { return txn.insert_registration_token(make_token("t", 2)); });
     write<bool>([](WriteTxn& txn) { return txn.insert_registration_token(make_token("u", 2)); });
 
@@ -275,7 +266,7 @@ TEST_F(SqliteAccountsTest, RegistrationTokenCountsAddUpAndNeverGoBelowZero) {
     EXPECT_FALSE(find_token(*db_, "nope").has_value());
 }
 
-TEST_F(SqliteAccountsTest, RevokeAppendsToTheLogExactlyOnce) {
+TEST_P(AccountsTest, RevokeAppendsToTheLogExactlyOnce) {
     EXPECT_EQ(latest_revocation(*db_), 0);  // empty log
     EXPECT_TRUE(revocations(*db_, 0).empty());
 
@@ -302,7 +293,7 @@ TEST_F(SqliteAccountsTest, RevokeAppendsToTheLogExactlyOnce) {
     EXPECT_EQ(latest_revocation(*db_), log[0].id);
 }
 
-TEST_F(SqliteAccountsTest, ARolledBackRevocationLeavesNoLogEntry) {
+TEST_P(AccountsTest, ARolledBackRevocationLeavesNoLogEntry) {
     const auto sid = add_session(*db_, "@a:x", "D1");
     auto failed = write_sync<void>(*db_, [&](WriteTxn& txn) -> Result<void> {
         if (auto r = txn.revoke_session(sid, 700, RevokeReason::kLogout); !r) return r.error();
@@ -319,7 +310,7 @@ TEST_F(SqliteAccountsTest, ARolledBackRevocationLeavesNoLogEntry) {
     EXPECT_EQ(revocations(*db_, 0).size(), 1u);
 }
 
-TEST_F(SqliteAccountsTest, RevocationsSinceIsOrderedAndLimited) {
+TEST_P(AccountsTest, RevocationsSinceIsOrderedAndLimited) {
     std::vector<std::int64_t> sessions;
     for (int i = 0; i < 5; ++i) {
         sessions.push_back(add_session(*db_, "@u" + std::to_string(i) + ":x", "D"));
@@ -369,13 +360,13 @@ TEST_F(SqliteAccountsTest, RevocationsSinceIsOrderedAndLimited) {
     EXPECT_TRUE(revocations(*db_, 0, -1).empty());
 }
 
-// The admin CLI opens the same file while the server runs. A second Database on the same file
-// stands in for it here; the next test uses a real second process.
-TEST_F(SqliteAccountsTest, ASecondOpenOfTheSameFileSeesAndIsSeen) {
+// The admin CLI opens the same database while the server runs. A second Database on it stands in
+// for it here; the next test uses a real second process.
+TEST_P(AccountsTest, ASecondOpenOfTheSameFileSeesAndIsSeen) {
     const auto sid = add_session(*db_, "@a:x", "D1");
     const std::int64_t start = latest_revocation(*db_);
 
-    auto cli = open_sqlite(dir_.file("myelin.db"));
+    auto cli = testdb_->open();
     ASSERT_TRUE(cli) << cli.error().message;
     write_on<void>(
         **cli, [&](WriteTxn& txn) { return txn.revoke_session(sid, 500, RevokeReason::kAdmin); });
@@ -406,10 +397,10 @@ TEST_F(SqliteAccountsTest, ASecondOpenOfTheSameFileSeesAndIsSeen) {
     EXPECT_EQ(latest_revocation(*db_), log[1].id);
 }
 
-// What the child process does in CrossProcessRevocationReachesTheOpenDatabase: opens the file,
-// revokes `session_id`, adds a registration token. Returns the exit code (0: done).
-int child_writes(const std::string& path, std::int64_t session_id) {
-    auto db = open_sqlite(path);
+// What the child process does in RevocationByAnotherProcessReachesTheOpenDatabase: opens the
+// database, revokes `session_id`, adds a registration token. Returns the exit code (0: done).
+int child_writes(const testing::TestDatabase& testdb, std::int64_t session_id) {
+    auto db = testdb.open();
     if (!db) return 2;
     auto revoked = write_sync<void>(**db, [&](WriteTxn& txn) {
         return txn.revoke_session(session_id, 900, RevokeReason::kAdmin);
@@ -423,9 +414,11 @@ int child_writes(const std::string& path, std::int64_t session_id) {
     return 0;
 }
 
-TEST(SqliteAccountsCrossProcess, RevocationByAnotherProcessReachesTheOpenDatabase) {
-    testing::TempDir dir;
-    const std::string path = dir.file("myelin.db");
+class AccountsCrossProcess : public ::testing::TestWithParam<testing::Backend> {};
+
+TEST_P(AccountsCrossProcess, RevocationByAnotherProcessReachesTheOpenDatabase) {
+    if (GetParam() == testing::Backend::kPostgres) MYELIN_REQUIRE_POSTGRES();
+    testing::TestDatabase testdb(GetParam());
     // Fork before this process starts any database thread: the child then owns a copy of a
     // single-threaded process and may use SQLite freely.
     int to_child[2];
@@ -438,13 +431,13 @@ TEST(SqliteAccountsCrossProcess, RevocationByAnotherProcessReachesTheOpenDatabas
         int code = 1;
         if (::read(to_child[0], &session_id, sizeof session_id) ==
             static_cast<ssize_t>(sizeof session_id)) {
-            code = child_writes(path, session_id);
+            code = child_writes(testdb, session_id);
         }
         std::_Exit(code);  // no gtest or static teardown in the child
     }
     close(to_child[0]);
 
-    auto opened = open_sqlite(path);
+    auto opened = testdb.open();
     ASSERT_TRUE(opened) << opened.error().message;
     Database& db = **opened;
     const auto sid = add_session(db, "@a:x", "D1");
@@ -477,6 +470,9 @@ TEST(SqliteAccountsCrossProcess, RevocationByAnotherProcessReachesTheOpenDatabas
     ASSERT_EQ(log.size(), 2u);
     EXPECT_EQ(log[1].session_id, sid2);
 }
+
+MYELIN_INSTANTIATE_ON_BACKENDS(AccountsTest);
+MYELIN_INSTANTIATE_ON_BACKENDS(AccountsCrossProcess);
 
 }  // namespace
 }  // namespace myelin::storage

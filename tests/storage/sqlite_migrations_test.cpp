@@ -13,6 +13,7 @@
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "storage_test_support.hpp"
+#include "upgrade_check.hpp"
 
 namespace myelin::storage {
 namespace {
@@ -183,26 +184,7 @@ TEST(SqliteMigrations, UpgradeFromEveryOlderVersionKeepsTheData) {
                 **db, [](ReadTxn& txn) { return txn.find_device("@old:x", "OLD"); });
             ASSERT_TRUE(device && device->has_value());
             EXPECT_EQ((*device)->display_name, std::optional<std::string>("Old phone"));
-            auto token = read_sync<std::optional<AccessTokenLookup>>(
-                **db, [](ReadTxn& txn) { return txn.find_access_token(TokenHash{}); });
-            ASSERT_TRUE(token && token->has_value());
-            EXPECT_EQ((*token)->session.user_id, "@old:x");
-
-            // The new tables work on the upgraded file, and the old session's revocation is
-            // logged.
-            auto revoked = write_sync<void>(**db, [](WriteTxn& txn) -> Result<void> {
-                RegistrationTokenRecord t;
-                t.token = "new";
-                t.created_ts = 20;
-                if (auto r = txn.insert_registration_token(t); !r) return r.error();
-                return txn.revoke_session(1, 21, RevokeReason::kAdmin);
-            });
-            ASSERT_TRUE(revoked) << revoked.error().message;
-            auto log = read_sync<std::vector<RevocationRecord>>(
-                **db, [](ReadTxn& txn) { return txn.revocations_since(0, 10); });
-            ASSERT_TRUE(log);
-            ASSERT_EQ(log->size(), 1u);
-            EXPECT_EQ((*log)[0].user_id, "@old:x");
+            testing::expect_old_rows_and_new_tables(**db);
         }
         std::string expected_versions;
         for (int v = 1; v <= sqlite_schema_version(); ++v) {
@@ -231,28 +213,7 @@ TEST(SqliteMigrations, UpgradeFromVersion3PrunesExistingLogRows) {
     {
         auto db = open_sqlite(path);
         ASSERT_TRUE(db) << db.error().message;
-        auto deleted = write_sync<std::int64_t>(**db, [](WriteTxn& txn) -> Result<std::int64_t> {
-            auto events = txn.prune_security_events(500, 10);
-            if (!events) return events.error();
-            auto log = txn.prune_revocation_log(500, 10);
-            if (!log) return log.error();
-            return *events + *log;
-        });
-        ASSERT_TRUE(deleted) << deleted.error().message;
-        EXPECT_EQ(*deleted, 2);
-        auto events = read_sync<std::vector<SecurityEventRecord>>(
-            **db, [](ReadTxn& txn) { return txn.security_events("@old:x", 10); });
-        ASSERT_TRUE(events);
-        ASSERT_EQ(events->size(), 1u);
-        EXPECT_EQ((*events)[0].ts, 900);
-        auto pruned = read_sync<std::int64_t>(
-            **db, [](ReadTxn& txn) { return txn.revocation_log_pruned_through(); });
-        ASSERT_TRUE(pruned);
-        EXPECT_EQ(*pruned, 1);
-        auto latest =
-            read_sync<std::int64_t>(**db, [](ReadTxn& txn) { return txn.latest_revocation_id(); });
-        ASSERT_TRUE(latest);
-        EXPECT_EQ(*latest, 2);
+        testing::expect_old_log_rows_prunable(**db);
     }
     EXPECT_EQ(query_column(path,
                            "SELECT name FROM sqlite_master WHERE name IN ('revocation_log_by_ts', "

@@ -1,16 +1,20 @@
 #pragma once
 
-// Helpers shared by the storage tests: a temporary folder per test, record builders and a
-// blocking way to collect write results.
+// Helpers shared by the storage tests: a temporary folder per test, record builders, and blocking
+// ways to check and post writes.
 
 #include <stdlib.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <latch>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "myelin/storage/await.hpp"
 #include "myelin/storage/database.hpp"
 #include "myelin/storage/records.hpp"
 
@@ -71,6 +75,33 @@ inline TokenHash make_hash(std::uint8_t fill) {
     hash.fill(fill);
     hash[31] = static_cast<std::uint8_t>(fill ^ 0x5a);
     return hash;
+}
+
+// Whether the user exists (read in its own read job); a failed read fails the test.
+inline bool user_exists(Database& db, const std::string& user_id) {
+    auto found = read_sync<std::optional<UserRecord>>(
+        db, [&](ReadTxn& txn) { return txn.find_user(user_id); });
+    EXPECT_TRUE(found);
+    return found && found->has_value();
+}
+
+// Posts a job that inserts `user_id` and returns `outcome` (or throws when `throw_it`); its
+// result goes into `*result` and `done` is counted down.
+inline void post_insert(Database& db, const std::string& user_id, std::optional<Error> outcome,
+                        bool throw_it, Result<void>* result, std::latch& done) {
+    WriteJob job;
+    job.run = [user_id, outcome, throw_it](WriteTxn& txn) -> Result<void> {
+        if (auto u = txn.insert_user(make_user(user_id)); !u) return u.error();
+        if (auto d = txn.ensure_device(make_device(user_id, "D")); !d) return d.error();
+        if (throw_it) throw std::runtime_error("job failure for the test");
+        if (outcome) return *outcome;
+        return {};
+    };
+    job.on_committed = [result, &done](const Result<void>& r) {
+        *result = r;
+        done.count_down();
+    };
+    db.post_write(std::move(job));
 }
 
 }  // namespace myelin::storage::testing

@@ -1,0 +1,344 @@
+// The PostgreSQL backend where it differs from SQLite: the session settings, login failures that
+// must not show the password, the bounded pool and its timeout, connections killed by the server
+// (503, then recovery without a restart), and two Database objects (two processes) racing one
+// rotation on one database.
+
+#include "myelin/storage/postgres/pg_database.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <latch>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "myelin/storage/await.hpp"
+#include "myelin/storage/postgres/pg_connection.hpp"
+
+#include "storage_test_support.hpp"
+#include "test_database.hpp"
+
+namespace myelin::storage {
+namespace {
+
+using testing::make_device;
+using testing::make_hash;
+using testing::make_session;
+using testing::make_user;
+using testing::PostgresTestDatabase;
+using testing::user_exists;
+
+class PostgresDatabaseTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        MYELIN_REQUIRE_POSTGRES();
+        pgdb_ = std::make_unique<PostgresTestDatabase>();
+    }
+
+    std::unique_ptr<Database> open(const PostgresOptions& options) {
+        auto db = open_postgres(options);
+        EXPECT_TRUE(db) << (db ? "" : db.error().message);
+        return db ? std::move(*db) : nullptr;
+    }
+
+    std::unique_ptr<PostgresTestDatabase> pgdb_;
+};
+
+// Holds a connection inside a write job until release(); `after_entered` runs in the job once
+// the test has been told it entered (e.g. a statement that then fails).
+class JobGate {
+public:
+    JobGate(Database& db, std::function<Result<void>(WriteTxn&)> before,
+            std::function<Result<void>(WriteTxn&)> after = {}) {
+        WriteJob job;
+        job.run = [this, before = std::move(before),
+                   after = std::move(after)](WriteTxn& txn) -> Result<void> {
+            if (before) {
+                if (auto r = before(txn); !r) return r;
+            }
+            entered_.set_value();
+            released_.get_future().wait();
+            if (after) return after(txn);
+            return {};
+        };
+        job.on_committed = [this](const Result<void>& r) { result_.set_value(r); };
+        db.post_write(std::move(job));
+        entered_.get_future().wait();
+    }
+    void release() { released_.set_value(); }
+    Result<void> result() { return result_future_.get(); }
+
+private:
+    std::promise<void> entered_;
+    std::promise<void> released_;
+    std::promise<Result<void>> result_;
+    std::future<Result<void>> result_future_ = result_.get_future();
+};
+
+TEST(PostgresConnection, SynchronousCommitFollowsTheSetting) {
+    MYELIN_REQUIRE_POSTGRES();
+    PostgresTestDatabase pgdb;
+    for (bool on : {true, false}) {
+        const PostgresOptions o = pgdb.options();
+        pg::ConnectionSettings settings;
+        settings.host = o.host;
+        settings.port = o.port;
+        settings.user = o.user;
+        settings.password = o.password;
+        settings.dbname = o.dbname;
+        settings.synchronous_commit = on;
+        auto conn = pg::Connection::open(settings);
+        ASSERT_TRUE(conn) << conn.error().message;
+        auto rows = (*conn)->query("SHOW synchronous_commit", pg::Params{});
+        ASSERT_TRUE(rows) << rows.error().message;
+        EXPECT_EQ(rows->row(0).column_text(0), on ? "on" : "off");
+        auto zone = (*conn)->query("SHOW TimeZone", pg::Params{});
+        ASSERT_TRUE(zone);
+        EXPECT_EQ(zone->row(0).column_text(0), "UTC");
+    }
+}
+
+TEST_F(PostgresDatabaseTest, AWrongPasswordIsA503ThatNeverShowsThePassword) {
+    PostgresOptions options = pgdb_->options();
+    options.password = "not-the-password-4711";
+    auto db = open_postgres(options);
+    ASSERT_FALSE(db);
+    EXPECT_EQ(db.error().status, 503);
+    EXPECT_EQ(db.error().retry_after_s, 5);
+    EXPECT_EQ(db.error().message.find("not-the-password-4711"), std::string::npos)
+        << db.error().message;
+    EXPECT_NE(db.error().message.find(options.user + "@" + options.host), std::string::npos)
+        << db.error().message;
+}
+
+TEST_F(PostgresDatabaseTest, AnUnreachableServerIsA503) {
+    PostgresOptions options = pgdb_->options();
+    options.port = 1;  // nothing listens there
+    auto db = open_postgres(options);
+    ASSERT_FALSE(db);
+    EXPECT_EQ(db.error().status, 503);
+    EXPECT_NE(db.error().message.find(":1/"), std::string::npos) << db.error().message;
+}
+
+TEST_F(PostgresDatabaseTest, InvalidOptionsAreRefused) {
+    PostgresOptions options = pgdb_->options();
+    options.pool_size = 0;
+    EXPECT_FALSE(open_postgres(options));
+    options.pool_size = 1;
+    options.max_attempts = 0;
+    EXPECT_FALSE(open_postgres(options));
+}
+
+TEST_F(PostgresDatabaseTest, JobsWaitingLongerThanThePoolTimeoutFailWith503) {
+    PostgresOptions options = pgdb_->options();
+    options.pool_size = 1;
+    options.pool_timeout = std::chrono::milliseconds(300);
+    auto db = open(options);
+    ASSERT_TRUE(db);
+
+    JobGate gate(*db, {});  // holds the only connection
+    const auto start = std::chrono::steady_clock::now();
+    std::promise<bool> read_got_txn;
+    db->post_read([&](ReadTxn* txn) { read_got_txn.set_value(txn != nullptr); });
+    auto waited =
+        write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@late:x")); });
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    EXPECT_FALSE(read_got_txn.get_future().get());
+    ASSERT_FALSE(waited);
+    EXPECT_EQ(waited.error().status, 503);
+    EXPECT_EQ(waited.error().retry_after_s, 5);
+    EXPECT_NE(waited.error().message.find("busy"), std::string::npos) << waited.error().message;
+    EXPECT_GE(elapsed, std::chrono::milliseconds(300));
+    EXPECT_LT(elapsed, std::chrono::seconds(5));  // answered while the connection is still held
+
+    gate.release();
+    EXPECT_TRUE(gate.result());
+    EXPECT_FALSE(user_exists(*db, "@late:x"));  // the timed-out job never ran
+    auto later =
+        write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@now:x")); });
+    ASSERT_TRUE(later) << later.error().message;
+    EXPECT_TRUE(*later);
+}
+
+TEST_F(PostgresDatabaseTest, ThePoolRunsJobsInParallel) {
+    PostgresOptions options = pgdb_->options();
+    options.pool_size = 2;
+    auto db = open(options);
+    ASSERT_TRUE(db);
+    // With one connection held, a second job still runs.
+    JobGate gate(*db, {});
+    EXPECT_FALSE(user_exists(*db, "@x:x"));
+    gate.release();
+    EXPECT_TRUE(gate.result());
+}
+
+TEST_F(PostgresDatabaseTest, AConnectionKilledMidJobFailsThatJobWith503ThenRecovers) {
+    PostgresOptions options = pgdb_->options();
+    options.pool_size = 1;
+    auto db = open(options);
+    ASSERT_TRUE(db);
+
+    JobGate gate(
+        *db,
+        [](WriteTxn& txn) -> Result<void> {
+            auto r = txn.insert_user(make_user("@before-kill:x"));
+            if (!r) return r.error();
+            return {};
+        },
+        [](WriteTxn& txn) -> Result<void> {
+            auto r = txn.insert_user(make_user("@after-kill:x"));
+            if (!r) return r.error();
+            return {};
+        });
+    EXPECT_EQ(pgdb_->terminate_connections(), 1);
+    gate.release();
+    auto killed = gate.result();
+    ASSERT_FALSE(killed);
+    EXPECT_EQ(killed.error().status, 503);
+    EXPECT_EQ(killed.error().errcode, "M_UNKNOWN");
+    EXPECT_EQ(killed.error().retry_after_s, 5);
+
+    // The next jobs reconnect: no restart needed, and nothing of the killed job was committed.
+    EXPECT_FALSE(user_exists(*db, "@before-kill:x"));
+    EXPECT_FALSE(user_exists(*db, "@after-kill:x"));
+    auto again = write_sync<bool>(
+        *db, [](WriteTxn& txn) { return txn.insert_user(make_user("@before-kill:x")); });
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_TRUE(*again);
+    EXPECT_TRUE(user_exists(*db, "@before-kill:x"));
+}
+
+TEST_F(PostgresDatabaseTest, IdleConnectionsKilledByTheServerAreReopenedWithoutAnError) {
+    PostgresOptions options = pgdb_->options();
+    options.pool_size = 2;
+    auto db = open(options);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(
+        write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@a:x")); }));
+    EXPECT_EQ(pgdb_->terminate_connections(), 2);
+    // Nothing of a job had run when its BEGIN found the connection dead: it is simply reopened.
+    for (int i = 0; i < 4; ++i) {
+        auto found = read_sync<std::optional<UserRecord>>(
+            *db, [](ReadTxn& txn) { return txn.find_user("@a:x"); });
+        ASSERT_TRUE(found) << found.error().message;
+        EXPECT_TRUE(found->has_value());
+    }
+    EXPECT_EQ(pgdb_->terminate_connections(), 2);
+    auto written =
+        write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@b:x")); });
+    ASSERT_TRUE(written) << written.error().message;
+}
+
+TEST_F(PostgresDatabaseTest, AJobThatIgnoresAFailedStatementCommitsNothing) {
+    auto db = open(pgdb_->options());
+    ASSERT_TRUE(db);
+    // PostgreSQL aborts the transaction at the first failed statement; a job that carries on
+    // regardless must not be told it committed.
+    auto r = write_sync<void>(*db, [](WriteTxn& txn) -> Result<void> {
+        if (auto u = txn.insert_user(make_user("@kept:x")); !u) return u.error();
+        AccessTokenRecord orphan;
+        orphan.token_hash = make_hash(1);
+        orphan.session_id = 12345;  // no such session: a foreign-key violation
+        (void)txn.insert_access_token(orphan);
+        return {};
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().status, 500);
+    EXPECT_FALSE(user_exists(*db, "@kept:x"));
+}
+
+// What a refresh does in its write job (service/session_service.cpp, reduced): rotate when the
+// presented token is the current one, answer a retry when it is the previous one.
+enum class Outcome { kRotated, kRetried, kReused };
+
+Result<Outcome> refresh_job(WriteTxn& txn, const TokenHash& presented, std::uint8_t next_fill) {
+    auto lookup = txn.find_refresh_token(presented);
+    if (!lookup) return lookup.error();
+    if (!*lookup) return errors::internal("the presented token is unknown");
+    const auto& s = (*lookup)->session;
+    const auto g = (*lookup)->token.generation;
+    if (g == s.current_generation) {
+        auto cas = txn.update_session_generations(s.session_id, g, g + 1, g);
+        if (!cas) return cas.error();
+        if (!*cas) return errors::unavailable("Concurrent refresh; retry", 1);
+        AccessTokenRecord at;
+        at.token_hash = make_hash(next_fill);
+        at.session_id = s.session_id;
+        at.generation = g + 1;
+        if (auto r = txn.insert_access_token(at); !r) return r.error();
+        RefreshTokenRecord rt;
+        rt.token_hash = make_hash(static_cast<std::uint8_t>(next_fill + 1));
+        rt.session_id = s.session_id;
+        rt.generation = g + 1;
+        if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+        if (auto r = txn.set_sealed_successor(presented, {next_fill}); !r) return r.error();
+        return Outcome::kRotated;
+    }
+    if (g + 1 == s.current_generation) return Outcome::kRetried;
+    return Outcome::kReused;
+}
+
+TEST_F(PostgresDatabaseTest, TwoProcessesRacingARotationKeepOneLineage) {
+    auto first = open(pgdb_->options());
+    auto second = open(pgdb_->options());
+    ASSERT_TRUE(first && second);
+    auto sid = write_sync<std::int64_t>(*first, [](WriteTxn& txn) -> Result<std::int64_t> {
+        if (auto u = txn.insert_user(make_user("@r:x")); !u) return u.error();
+        if (auto d = txn.ensure_device(make_device("@r:x", "D")); !d) return d.error();
+        auto id = txn.insert_session(make_session("@r:x", "D"));
+        if (!id) return id.error();
+        RefreshTokenRecord rt;
+        rt.token_hash = make_hash(2);
+        rt.session_id = *id;
+        if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+        return *id;
+    });
+    ASSERT_TRUE(sid) << sid.error().message;
+
+    // Each round, 8 clients (4 through each Database) present the current refresh token at once.
+    constexpr int kRounds = 5;
+    constexpr int kClients = 8;
+    std::uint8_t current_fill = 2;
+    for (int round = 0; round < kRounds; ++round) {
+        const auto next_fill = static_cast<std::uint8_t>(10 + 2 * round);
+        std::latch start(kClients);
+        std::vector<std::thread> clients;
+        std::vector<Result<Outcome>> results(kClients, Result<Outcome>(Outcome::kReused));
+        for (int c = 0; c < kClients; ++c) {
+            clients.emplace_back([&, c] {
+                Database& db = c % 2 == 0 ? *first : *second;
+                start.arrive_and_wait();
+                results[static_cast<std::size_t>(c)] = write_sync<Outcome>(db, [&](WriteTxn& txn) {
+                    return refresh_job(txn, make_hash(current_fill), next_fill);
+                });
+            });
+        }
+        for (auto& t : clients) t.join();
+        int rotated = 0;
+        int retried = 0;
+        for (const auto& r : results) {
+            ASSERT_TRUE(r) << "round " << round << ": " << r.error().message;
+            if (*r == Outcome::kRotated) ++rotated;
+            if (*r == Outcome::kRetried) ++retried;
+        }
+        EXPECT_EQ(rotated, 1) << "round " << round;
+        EXPECT_EQ(retried, kClients - 1) << "round " << round;
+        current_fill = static_cast<std::uint8_t>(next_fill + 1);
+    }
+
+    auto session = read_sync<std::optional<SessionRecord>>(
+        *second, [&](ReadTxn& txn) { return txn.find_session(*sid); });
+    ASSERT_TRUE(session && session->has_value());
+    EXPECT_EQ((*session)->current_generation, kRounds);
+    EXPECT_EQ(pgdb_->query("SELECT count(*) FROM refresh_tokens"),
+              std::vector<std::string>{std::to_string(kRounds + 1)});
+    EXPECT_EQ(pgdb_->query("SELECT count(DISTINCT generation) FROM access_tokens"),
+              std::vector<std::string>{std::to_string(kRounds)});
+}
+
+}  // namespace
+}  // namespace myelin::storage
