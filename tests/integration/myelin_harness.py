@@ -27,6 +27,13 @@ Servers
     default_config(port) -> dict,  to_toml(dict) -> str,  deep_merge(base, overrides) -> dict
     free_port() -> int
 
+Backend
+    MYELIN_INTEGRATION_BACKEND=postgres (with MYELIN_TEST_POSTGRES_URL, e.g. under
+    scripts/pg-test-cluster.sh) makes default_config() point every server at a fresh database of
+    its own on that cluster instead of SQLite under data/. backend() -> "sqlite" | "postgres".
+    Not part of ctest yet: the tests that open the SQLite file themselves (or expect files
+    beside it) fail on PostgreSQL.
+
 Spec validation (OpenAPI 3.1 files in data/api/client-server, Swagger 2.0 in historical/)
     assert_matches_spec(body, "login.yaml", "/_matrix/client/v3/login", "post", 200)
     assert_matches_historical(body, "r0.2.0", "/tokenrefresh", "post", 200, file=None)
@@ -121,12 +128,36 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: str | Path | 
 # Config
 # --------------------------------------------------------------------------------------------
 
+def backend() -> str:
+    """The storage backend the servers of this run use: "sqlite" (default) or "postgres"."""
+    value = os.environ.get("MYELIN_INTEGRATION_BACKEND", "sqlite")
+    assert value in ("sqlite", "postgres"), f"MYELIN_INTEGRATION_BACKEND={value!r}"
+    return value
+
+
+_pg_databases = 0
+
+
+def fresh_postgres_url() -> str:
+    """Creates a new database on the MYELIN_TEST_POSTGRES_URL cluster and returns its URL."""
+    global _pg_databases
+    base = os.environ.get("MYELIN_TEST_POSTGRES_URL", "")
+    assert base, "MYELIN_INTEGRATION_BACKEND=postgres needs MYELIN_TEST_POSTGRES_URL"
+    _pg_databases += 1
+    name = f"myelin_it_{os.getpid()}_{_pg_databases}"
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", base, "-c", f"CREATE DATABASE {name}"],
+                   check=True, capture_output=True, timeout=60)
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
 def default_config(port: int) -> dict:
+    database = ({"url": fresh_postgres_url(), "pool_size": 4} if backend() == "postgres"
+                else {"url": "sqlite:data/homeserver.db"})
     return {
         "server_name": "localhost",
         "public_baseurl": f"http://{LOCAL}:{port}/",
         "listen": {"address": LOCAL, "port": port, "threads": 2},
-        "database": {"url": "sqlite:data/homeserver.db"},
+        "database": database,
         "registration": {"enabled": True, "allow_guests": True},
         "tokens": {"access_token_lifetime": "5m"},
         "passwords": {"argon2_memory_kib": 8192, "argon2_iterations": 1},
