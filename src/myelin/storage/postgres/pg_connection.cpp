@@ -82,7 +82,12 @@ Params& Params::add_text(std::string_view value) {
 }
 
 Params& Params::add_bytes(std::span<const std::uint8_t> value) {
-    values_.emplace_back(reinterpret_cast<const char*>(value.data()), value.size());
+    // An empty span may have a null data(): keep an empty (non-NULL) value instead.
+    if (value.empty()) {
+        values_.emplace_back();
+    } else {
+        values_.emplace_back(reinterpret_cast<const char*>(value.data()), value.size());
+    }
     null_.push_back(false);
     lengths_.push_back(static_cast<int>(value.size()));
     formats_.push_back(1);
