@@ -45,9 +45,11 @@ printf '%s\n' "$password" > "$pwfile"
 if [ ${#as_owner[@]} -gt 0 ]; then chown -R "$owner" "$tmp"; fi
 
 started=0
+sleeper=""
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  if [ -n "$sleeper" ]; then kill "$sleeper" 2>/dev/null || true; fi
   if [ "$started" -eq 1 ]; then
     "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -91,7 +93,12 @@ echo "pg-test-cluster: PostgreSQL listening on 127.0.0.1:$port (data in $data)" 
 if [ $# -eq 0 ]; then
   echo "MYELIN_TEST_POSTGRES_URL=$MYELIN_TEST_POSTGRES_URL"
   echo "pg-test-cluster: Ctrl-C stops and deletes the cluster" >&2
-  while true; do sleep 3600; done
+  # In the background and waited for, so that Ctrl-C or SIGTERM runs the cleanup at once.
+  while true; do
+    sleep 3600 &
+    sleeper=$!
+    wait "$sleeper"
+  done
 fi
 
 set +e
