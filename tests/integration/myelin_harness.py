@@ -31,8 +31,14 @@ Backend
     MYELIN_INTEGRATION_BACKEND=postgres (with MYELIN_TEST_POSTGRES_URL, e.g. under
     scripts/pg-test-cluster.sh) makes default_config() point every server at a fresh database of
     its own on that cluster instead of SQLite under data/. backend() -> "sqlite" | "postgres".
-    Not part of ctest yet: the tests that open the SQLite file themselves (or expect files
-    beside it) fail on PostgreSQL.
+    ctest runs the suite both ways (integration, integration_postgres). A test that checks the
+    SQLite file itself is marked skip_on_postgres(reason); tests that look into the database use
+    these, on either backend:
+    db_query(server, sql, params=()) -> list of tuples   (one statement, "?" placeholders)
+    db_execute(server, sql, param_rows=((),))            (the statement once per row, one
+                                                          transaction)
+        Plain SQL that both backends accept; on PostgreSQL the values go through psql as
+        literals (None, bool, int, str), so booleans read back as True/False rather than 1/0.
 
 Spec validation (OpenAPI 3.1 files in data/api/client-server, Swagger 2.0 in historical/)
     assert_matches_spec(body, "login.yaml", "/_matrix/client/v3/login", "post", 200)
@@ -148,6 +154,81 @@ def fresh_postgres_url() -> str:
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", base, "-c", f"CREATE DATABASE {name}"],
                    check=True, capture_output=True, timeout=60)
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+def skip_on_postgres(reason: str):
+    """A pytest mark that skips a test that checks SQLite itself when the backend is postgres;
+    `reason` names what the test checks."""
+    import pytest  # only test modules need it; the harness works without pytest loaded
+
+    return pytest.mark.skipif(backend() == "postgres", reason=f"SQLite only: {reason}")
+
+
+def _pg_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"db_query/db_execute: unsupported parameter {value!r}")
+
+
+def _pg_statement(sql: str, params: Iterable[Any]) -> str:
+    """`sql` with its "?" placeholders replaced by the literals of `params`, in order."""
+    parts = sql.split("?")
+    values = list(params)
+    assert len(values) == len(parts) - 1, f"{len(values)} parameters for {sql!r}"
+    out = parts[0]
+    for value, rest in zip(values, parts[1:]):
+        out += _pg_literal(value) + rest
+    return out
+
+
+def _psql(server: "MyelinServer", script: str, *extra: str) -> str:
+    r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *extra,
+                        server.config["database"]["url"]],
+                       input=script, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"psql failed: {r.stderr.strip()}"
+    return r.stdout
+
+
+def _sqlite_connect(server: "MyelinServer"):
+    import sqlite3
+
+    return sqlite3.connect(str(server.data_dir / "homeserver.db"), timeout=10)
+
+
+def db_query(server: "MyelinServer", sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+    """The rows of one SELECT on `server`'s database, whichever the backend."""
+    if backend() == "postgres":
+        # json keeps the column types; the pairs hook keeps the column order (and duplicates).
+        text = _psql(server, f"SELECT json_agg(t) FROM ({_pg_statement(sql, params)}) AS t;\n",
+                     "-t", "-A")
+        rows = json.loads(text.strip() or "null",
+                          object_pairs_hook=lambda pairs: tuple(v for _, v in pairs))
+        return list(rows or [])
+    conn = _sqlite_connect(server)
+    try:
+        return [tuple(row) for row in conn.execute(sql, tuple(params))]
+    finally:
+        conn.close()
+
+
+def db_execute(server: "MyelinServer", sql: str,
+               param_rows: Iterable[Iterable[Any]] = ((),)) -> None:
+    """Runs one statement per parameter row on `server`'s database, in one transaction."""
+    if backend() == "postgres":
+        _psql(server, "".join(_pg_statement(sql, row) + ";\n" for row in param_rows), "-1")
+        return
+    conn = _sqlite_connect(server)
+    try:
+        with conn:
+            conn.executemany(sql, [tuple(row) for row in param_rows])
+    finally:
+        conn.close()
 
 
 def default_config(port: int) -> dict:

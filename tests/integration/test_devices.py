@@ -8,11 +8,11 @@ the SQLite file while the server is stopped; a few real logins among them prove 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 
+import myelin_harness as h
 from myelin_harness import assert_matches_spec, assert_matrix_error
 from client_helpers import (PREFIXES, R0, V3, bearer, login_ok, register_guest, register_ok,
                             show, token_works, unique_name)
@@ -59,10 +59,6 @@ def uia_call(server, method: str, path: str, token: str, body: dict, user: str, 
     session = uia_start(server, method, path, token, body)["session"]
     return server.request(method, V3 + path, headers=bearer(token),
                           json={**body, "auth": password_auth(session, user, password)})
-
-
-def db(server) -> sqlite3.Connection:
-    return sqlite3.connect(str(server.data_dir / "homeserver.db"), timeout=10)
 
 
 def wait_for_last_seen(server, token: str, device_id: str, timeout: float = 8.0) -> dict:
@@ -197,13 +193,10 @@ def test_delete_device_needs_uia_and_kills_only_that_devices_tokens(server):
     assert r.json() == {}
 
     # The security log names the deletion.
-    conn = db(server)
-    try:
-        kinds = [row[0] for row in conn.execute(
-            "SELECT device_id FROM security_events WHERE user_id = ? AND kind = 'device_deleted'",
-            (alice.user_id,))]
-    finally:
-        conn.close()
+    kinds = [row[0] for row in h.db_query(
+        server,
+        "SELECT device_id FROM security_events WHERE user_id = ? AND kind = 'device_deleted'",
+        (alice.user_id,))]
     assert sorted(kinds) == ["LAPTOP", "TABLET"]
 
 
@@ -303,14 +296,10 @@ def test_bulk_delete_of_2000_devices_in_one_call(server):
     server.stop()
     now = int(time.time() * 1000)
     bulk = [f"BULK{i:05d}" for i in range(1997)]
-    conn = db(server)
-    with conn:
-        conn.executemany("INSERT INTO devices (user_id, device_id, display_name, created_ts) "
-                         "VALUES (?, ?, ?, ?)",
-                         [(alice.user_id, d, f"device {d}", now) for d in bulk])
-        conn.executemany("INSERT INTO sessions (user_id, device_id, created_ts) VALUES (?, ?, ?)",
-                         [(alice.user_id, d, now) for d in bulk])
-    conn.close()
+    h.db_execute(server, "INSERT INTO devices (user_id, device_id, display_name, created_ts) "
+                 "VALUES (?, ?, ?, ?)", [(alice.user_id, d, f"device {d}", now) for d in bulk])
+    h.db_execute(server, "INSERT INTO sessions (user_id, device_id, created_ts) VALUES (?, ?, ?)",
+                 [(alice.user_id, d, now) for d in bulk])
     server.start()
 
     victims = bulk + [s.device_id for s in real]
@@ -332,14 +321,10 @@ def test_bulk_delete_of_2000_devices_in_one_call(server):
     assert token_works(server, bob.access_token), "another user's same device id is untouched"
     assert device_ids(server, bob.access_token) == {"BULK00001"}
 
-    conn = db(server)
-    try:
-        live = conn.execute("SELECT count(*) FROM sessions WHERE user_id = ? AND revoked_ts = 0",
-                            (alice.user_id,)).fetchone()[0]
-        events = conn.execute("SELECT count(*) FROM security_events WHERE user_id = ? AND "
-                              "kind = 'device_deleted'", (alice.user_id,)).fetchone()[0]
-    finally:
-        conn.close()
+    live = h.db_query(server, "SELECT count(*) FROM sessions WHERE user_id = ? AND revoked_ts = 0",
+                      (alice.user_id,))[0][0]
+    events = h.db_query(server, "SELECT count(*) FROM security_events WHERE user_id = ? AND "
+                        "kind = 'device_deleted'", (alice.user_id,))[0][0]
     assert live == 1, "only the KEEP session is left"
     assert events == 2000
 

@@ -9,6 +9,7 @@ import signal
 import stat
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -471,17 +472,24 @@ def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def key_dir(server) -> Path:
+    """Where the server secret goes without secrets.key_file: beside the SQLite file, or in the
+    config's folder when the database is PostgreSQL (core/config.cpp)."""
+    return server.data_dir if h.backend() == "sqlite" else server.config_path.parent
+
+
 def test_first_start_creates_a_0600_secret_file_beside_the_database(server):
-    files = [p for p in server.data_dir.iterdir() if p.is_file() and not DB_FILES.match(p.name)]
-    assert files, f"no file besides the database in {server.data_dir}: " \
-                  f"{sorted(p.name for p in server.data_dir.iterdir())}"
+    folder = key_dir(server)
+    files = [p for p in folder.iterdir() if p.is_file() and not DB_FILES.match(p.name)]
+    assert files, f"no file besides the database in {folder}: " \
+                  f"{sorted(p.name for p in folder.iterdir())}"
     modes = {p.name: oct(_mode(p)) for p in files}
     assert any(_mode(p) == 0o600 for p in files), f"no 0600 secret file: {modes}"
 
 
 def test_secret_key_file_is_myelin_key_and_survives_restart(server):
-    key = server.data_dir / "myelin.key"
-    assert key.is_file(), sorted(p.name for p in server.data_dir.iterdir())
+    key = key_dir(server) / "myelin.key"
+    assert key.is_file(), sorted(p.name for p in key.parent.iterdir())
     assert _mode(key) == 0o600, oct(_mode(key))
     before = key.read_bytes()
     assert before
@@ -490,6 +498,7 @@ def test_secret_key_file_is_myelin_key_and_survives_restart(server):
     assert _mode(key) == 0o600
 
 
+@h.skip_on_postgres("the sqlite: database path is resolved against the config's folder")
 def test_database_created_relative_to_config_folder(server):
     assert (server.data_dir / "homeserver.db").is_file()
     assert not (server.cwd / "data").exists(), "data/ was created relative to the cwd"

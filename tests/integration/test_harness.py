@@ -118,7 +118,10 @@ def test_default_config_round_trips_through_toml():
     cfg = h.default_config(12345)
     text = h.to_toml(cfg)
     assert tomllib.loads(text) == cfg
-    assert 'url = "sqlite:data/homeserver.db"' in text
+    if h.backend() == "postgres":
+        assert 'url = "postgresql://' in text
+    else:
+        assert 'url = "sqlite:data/homeserver.db"' in text
     assert text.index("server_name") < text.index("[listen]")
 
 

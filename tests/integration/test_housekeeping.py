@@ -1,11 +1,11 @@
 """Housekeeping ([housekeeping]): a background pass every `interval` deletes revocation log
 entries older than `revocation_log_retention` and security events older than
 `security_event_retention`, counts them in myelin_housekeeping_deleted_rows_total{table}, and keeps
-everything younger. Checked through the admin CLI, the metrics listener and the SQLite file."""
+everything younger. Checked through the admin CLI, the metrics listener and the database (either
+backend)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import requests
@@ -13,10 +13,6 @@ import requests
 import myelin_harness as h
 from client_helpers import register_ok, unique_name
 from test_admin import admin_cli_ok
-
-
-def db(server) -> sqlite3.Connection:
-    return sqlite3.connect(str(server.data_dir / "homeserver.db"), timeout=10)
 
 
 def deleted_rows(metrics_port: int, table: str) -> int:
@@ -52,23 +48,13 @@ def test_old_security_events_and_revocation_log_entries_are_deleted(server_facto
     # A revocation log entry two hours old (as a CLI revocation long ago would have left it)
     # next to a fresh one: only the old one may go.
     now_ms = int(time.time() * 1000)
-    conn = db(server)
-    try:
-        with conn:
-            conn.execute("INSERT INTO revocation_log (session_id, reason, ts) VALUES (?, 4, ?)",
-                         (987654321, now_ms - 2 * 3600 * 1000))
-            conn.execute("INSERT INTO revocation_log (session_id, reason, ts) VALUES (?, 4, ?)",
-                         (987654322, now_ms))
-    finally:
-        conn.close()
+    h.db_execute(server, "INSERT INTO revocation_log (session_id, reason, ts) VALUES (?, 4, ?)",
+                 [(987654321, now_ms - 2 * 3600 * 1000), (987654322, now_ms)])
 
     def log_sessions() -> list[int]:
-        conn = db(server)
-        try:
-            return [row[0] for row in conn.execute(
-                "SELECT session_id FROM revocation_log WHERE session_id >= 987654321 ORDER BY id")]
-        finally:
-            conn.close()
+        return [row[0] for row in h.db_query(
+            server,
+            "SELECT session_id FROM revocation_log WHERE session_id >= 987654321 ORDER BY id")]
 
     assert wait_until(lambda: log_sessions() == [987654322]), log_sessions()
     assert deleted_rows(metrics_port, "revocation_log") >= 1

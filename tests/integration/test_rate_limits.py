@@ -25,7 +25,6 @@ import concurrent.futures
 import http.client
 import json
 import re
-import sqlite3
 import time
 
 import requests
@@ -67,12 +66,9 @@ def assert_limited(r: requests.Response) -> dict:
 
 
 def security_events(server, user_id: str, kind: str) -> list:
-    db = sqlite3.connect(f"file:{server.data_dir / 'homeserver.db'}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT kind, detail FROM security_events WHERE user_id = ? AND kind = ?",
-                          (user_id, kind)).fetchall()
-    finally:
-        db.close()
+    return h.db_query(server,
+                      "SELECT kind, detail FROM security_events WHERE user_id = ? AND kind = ?",
+                      (user_id, kind))
 
 
 def scrape(metrics_port: int) -> str:

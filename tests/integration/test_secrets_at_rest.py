@@ -1,6 +1,9 @@
 """Secrets at rest: after a realistic auth flow, no access token, refresh token or password
-appears (as raw bytes) in any file of the data directory or in the server's log output."""
+appears (as raw bytes, or hex-encoded as PostgreSQL dumps bytea) in any file of the data directory,
+in the PostgreSQL database when that is the backend (through pg_dump), or in the server's log
+output."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,8 +31,18 @@ def is_key_file(path: Path) -> bool:
     return path.suffix == ".key"
 
 
-def read_data_files(data_dir: Path) -> dict[str, bytes]:
+# The name under which a dump of the server's PostgreSQL database joins the data files.
+PG_DUMP = "pg_dump of the database"
+
+
+def read_data_files(hs: h.MyelinServer) -> dict[str, bytes]:
+    data_dir = hs.data_dir
     out = {}
+    if h.backend() == "postgres":
+        dump = subprocess.run(["pg_dump", "--no-owner", hs.config["database"]["url"]],
+                              capture_output=True, timeout=120)
+        assert dump.returncode == 0, dump.stderr.decode(errors="replace")
+        out[PG_DUMP] = dump.stdout
     for p in sorted(data_dir.rglob("*")):
         if p.is_file() and not is_key_file(p):
             try:
@@ -43,7 +56,8 @@ def find_secrets(files: dict[str, bytes], secrets: Secrets) -> list[str]:
     found = []
     for name, data in files.items():
         for secret, what in secrets.items.items():
-            if secret.encode("utf-8") in data:
+            raw = secret.encode("utf-8")
+            if raw in data or raw.hex().encode() in data:
                 found.append(f"{what} ({secret[:12]}...) in {name}")
     return found
 
@@ -105,9 +119,9 @@ def flow(tmp_path_factory, myelin_binary):
         assert whoami(hs, bob.access_token, via="query").status_code == 401
         assert whoami(hs, forge_token("myat_"), via="query").status_code == 401
 
-        running = read_data_files(hs.data_dir)
+        running = read_data_files(hs)
         hs.stop(expect_exit=0)
-        stopped = read_data_files(hs.data_dir)
+        stopped = read_data_files(hs)
     finally:
         hs.kill()
     return hs, secrets, running, stopped, alice.localpart
@@ -116,7 +130,8 @@ def flow(tmp_path_factory, myelin_binary):
 def test_flow_collected_secrets(flow):
     _hs, secrets, _running, stopped, localpart = flow
     assert len(secrets.items) >= 19, sorted(secrets.items.values())
-    assert any(name.startswith("homeserver.db") for name in stopped), \
+    database = PG_DUMP if h.backend() == "postgres" else "homeserver.db"
+    assert any(name.startswith(database) for name in stopped), \
         f"no database files in the data dir: {sorted(stopped)}"
     # The scan must be able to see plain strings: the user ID is stored in the clear.
     assert any(localpart.encode() in data for data in stopped.values()), \

@@ -7,12 +7,12 @@ CLI arrives separately); the server reads them from storage on every check."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 import requests
 
+import myelin_harness as h
 from myelin_harness import assert_matches_spec, assert_matrix_error, free_port
 from client_helpers import (PREFIXES, V1, V3, bearer, login, login_ok, mxid, refresh, register,
                             register_ok, show, token_works, unique_name, unique_password,
@@ -54,46 +54,30 @@ def with_password(server, path: str, token: str, body: dict, user: str, password
                        json={**body, "auth": password_auth(session, user, password)})
 
 
-def db(server) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(server.data_dir / "homeserver.db"), timeout=10)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
 def add_token(server, token: str, uses_allowed: int | None = None, expiry_ts: int = 0) -> None:
-    with db(server) as conn:
-        conn.execute("INSERT INTO registration_tokens (token, uses_allowed, pending, completed, "
-                     "expiry_ts, created_ts) VALUES (?, ?, 0, 0, ?, ?)",
-                     (token, uses_allowed, expiry_ts, int(time.time() * 1000)))
-    conn.close()
+    h.db_execute(server, "INSERT INTO registration_tokens (token, uses_allowed, pending, "
+                 "completed, expiry_ts, created_ts) VALUES (?, ?, 0, 0, ?, ?)",
+                 [(token, uses_allowed, expiry_ts, int(time.time() * 1000))])
 
 
-def token_row(server, token: str) -> sqlite3.Row:
-    conn = db(server)
-    try:
-        return conn.execute("SELECT * FROM registration_tokens WHERE token = ?",
-                            (token,)).fetchone()
-    finally:
-        conn.close()
+def token_row(server, token: str) -> dict:
+    """The token's pending and completed counts, as {"pending": n, "completed": m}."""
+    rows = h.db_query(server,
+                      "SELECT pending, completed FROM registration_tokens WHERE token = ?",
+                      (token,))
+    assert len(rows) == 1, rows
+    return {"pending": rows[0][0], "completed": rows[0][1]}
 
 
 def devices_of(server, user_id: str) -> set[str]:
-    conn = db(server)
-    try:
-        rows = conn.execute("SELECT device_id FROM devices WHERE user_id = ?", (user_id,))
-        return {r[0] for r in rows}
-    finally:
-        conn.close()
+    rows = h.db_query(server, "SELECT device_id FROM devices WHERE user_id = ?", (user_id,))
+    return {r[0] for r in rows}
 
 
 def event_kinds(server, user_id: str) -> list[str]:
-    conn = db(server)
-    try:
-        rows = conn.execute("SELECT kind FROM security_events WHERE user_id = ? ORDER BY id",
-                            (user_id,))
-        return [r[0] for r in rows]
-    finally:
-        conn.close()
+    rows = h.db_query(server, "SELECT kind FROM security_events WHERE user_id = ? ORDER BY id",
+                      (user_id,))
+    return [r[0] for r in rows]
 
 
 def validity(server, token: str | None):
