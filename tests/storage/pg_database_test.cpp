@@ -340,5 +340,39 @@ TEST_F(PostgresDatabaseTest, TwoProcessesRacingARotationKeepOneLineage) {
               std::vector<std::string>{std::to_string(kRounds)});
 }
 
+// Housekeeping prunes by age, a batch at a time, from tables that hold months of rows: the
+// statements the backend runs (pg_txn.cpp, kPruneRevocationLog, kPruneSecurityEvents) must be
+// able to take the oldest rows from the ts indexes of migration 4. Sequential scans are turned
+// off because on these empty tables the planner would rightly prefer them.
+TEST_F(PostgresDatabaseTest, PruningByAgeCanWalkTheTsIndexes) {
+    ASSERT_TRUE(open(pgdb_->options()));
+    auto plan = [this](const std::string& sql) {
+        std::string out;
+        for (const auto& line :
+             pgdb_->query("SET enable_seqscan = off; EXPLAIN (COSTS OFF) " + sql)) {
+            out += line + "\n";
+        }
+        return out;
+    };
+    std::string log = plan(
+        "WITH deleted AS (DELETE FROM revocation_log WHERE id IN "
+        "(SELECT id FROM revocation_log WHERE ts < 5 ORDER BY ts LIMIT 10) RETURNING id), "
+        "marked AS (INSERT INTO revocation_log_pruned (id, through_id) "
+        "SELECT 1, MAX(id) FROM deleted HAVING COUNT(*) > 0 ON CONFLICT (id) DO UPDATE "
+        "SET through_id = GREATEST(revocation_log_pruned.through_id, excluded.through_id)) "
+        "SELECT COUNT(*) FROM deleted");
+    EXPECT_NE(log.find("Index Scan using revocation_log_by_ts on revocation_log"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("Sort"), std::string::npos) << log;
+    std::string events = plan(
+        "DELETE FROM security_events WHERE id IN "
+        "(SELECT id FROM security_events WHERE ts < 5 ORDER BY ts LIMIT 10)");
+    EXPECT_NE(events.find("Index Scan using security_events_by_ts on security_events"),
+              std::string::npos)
+        << events;
+    EXPECT_EQ(events.find("Sort"), std::string::npos) << events;
+}
+
 }  // namespace
 }  // namespace myelin::storage
