@@ -13,7 +13,7 @@ checks:
 - every superseded access token is refused, a superseded refresh token is refused (and, being
   theft by the contract, ends the session: the newest access token dies with it), and the tokens
   of ended sessions stay dead;
-- in the SQLite file, opened read-only: `PRAGMA integrity_check` is ok, no session has two live
+- in the database (either backend; SQLite also passes `PRAGMA integrity_check`): no session has two live
   lineages (one refresh and one access token at the current generation, nothing newer, no
   generation twice, `used_generation` one behind `current_generation` at most, at most one
   sealed successor and only inside the retry window), no device has two live sessions, and each
@@ -32,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections import Counter
 
 import requests
 
+import myelin_harness as h
 from myelin_harness import assert_matrix_error
 from client_helpers import (ACCESS_TOKEN_RE, REFRESH_TOKEN_RE, legacy_refresh, login, logout,
                             mxid, refresh, register, show, unique_name, unique_password, whoami)
@@ -450,71 +450,74 @@ def verify_after_restart(server, lineages: list[Lineage], rng: random.Random,
         stats["ended_checked"] += 1
 
 
-def check_database(db_path, lineages: list[Lineage]) -> None:
-    """Reads the database file read-only while the server runs (WAL lets it)."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        integrity = conn.execute("PRAGMA integrity_check").fetchall()
+def check_database(server, lineages: list[Lineage]) -> None:
+    """Reads the database while the server runs (SQLite through WAL, PostgreSQL through psql).
+    SQLite's integrity_check has no PostgreSQL counterpart short of amcheck; the lineage checks
+    run on both backends."""
+    if h.backend() == "sqlite":
+        integrity = h.db_query(server, "PRAGMA integrity_check")
         assert integrity == [("ok",)], f"integrity_check: {integrity}"
 
-        forks = conn.execute(
-            "SELECT 'refresh', session_id, generation, COUNT(*) FROM refresh_tokens "
-            "GROUP BY session_id, generation HAVING COUNT(*) > 1 "
-            "UNION ALL SELECT 'access', session_id, generation, COUNT(*) FROM access_tokens "
-            "GROUP BY session_id, generation HAVING COUNT(*) > 1").fetchall()
-        assert not forks, f"two tokens of one kind at one generation (kind, session, gen, n): " \
-                          f"{forks}"
+    forks = h.db_query(
+        server,
+        "SELECT 'refresh', session_id, generation, COUNT(*) FROM refresh_tokens "
+        "GROUP BY session_id, generation HAVING COUNT(*) > 1 "
+        "UNION ALL SELECT 'access', session_id, generation, COUNT(*) FROM access_tokens "
+        "GROUP BY session_id, generation HAVING COUNT(*) > 1")
+    assert not forks, f"two tokens of one kind at one generation (kind, session, gen, n): " \
+                      f"{forks}"
 
-        rows = conn.execute("""
-            SELECT s.session_id, s.user_id, s.device_id, s.refreshable,
-                   s.current_generation, s.used_generation,
-                   (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
-                        AND r.generation = s.current_generation),
-                   (SELECT COUNT(*) FROM access_tokens a WHERE a.session_id = s.session_id
-                        AND a.generation = s.current_generation),
-                   (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
-                        AND r.generation > s.current_generation)
-                 + (SELECT COUNT(*) FROM access_tokens a WHERE a.session_id = s.session_id
-                        AND a.generation > s.current_generation),
-                   (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
-                        AND r.sealed_successor IS NOT NULL),
-                   (SELECT MIN(r.generation) FROM refresh_tokens r
-                        WHERE r.session_id = s.session_id AND r.sealed_successor IS NOT NULL)
-            FROM sessions s WHERE s.revoked_ts = 0""").fetchall()
-        for (sid, user, device, refreshable, cur, used, rt_cur, at_cur, newer, sealed,
-             sealed_gen) in rows:
-            where = f"live session {sid} ({user}/{device}, current {cur}, used {used})"
-            assert rt_cur == (1 if refreshable else 0), \
-                f"{where}: {rt_cur} refresh tokens at the current generation"
-            assert at_cur == 1, f"{where}: {at_cur} access tokens at the current generation"
-            assert newer == 0, f"{where}: {newer} tokens newer than the current generation"
-            assert cur - 1 <= used <= cur, f"{where}: used_generation out of range"
-            assert sealed <= 1, f"{where}: {sealed} sealed successors"
-            if sealed:
-                assert sealed_gen == cur - 1 and used == cur - 1, \
-                    f"{where}: a sealed successor at generation {sealed_gen} outside the window"
+    rows = h.db_query(server, """
+        SELECT s.session_id, s.user_id, s.device_id, s.refreshable,
+               s.current_generation, s.used_generation,
+               (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
+                    AND r.generation = s.current_generation),
+               (SELECT COUNT(*) FROM access_tokens a WHERE a.session_id = s.session_id
+                    AND a.generation = s.current_generation),
+               (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
+                    AND r.generation > s.current_generation)
+             + (SELECT COUNT(*) FROM access_tokens a WHERE a.session_id = s.session_id
+                    AND a.generation > s.current_generation),
+               (SELECT COUNT(*) FROM refresh_tokens r WHERE r.session_id = s.session_id
+                    AND r.sealed_successor IS NOT NULL),
+               (SELECT MIN(r.generation) FROM refresh_tokens r
+                    WHERE r.session_id = s.session_id AND r.sealed_successor IS NOT NULL)
+        FROM sessions s WHERE s.revoked_ts = 0""")
+    for (sid, user, device, refreshable, cur, used, rt_cur, at_cur, newer, sealed,
+         sealed_gen) in rows:
+        where = f"live session {sid} ({user}/{device}, current {cur}, used {used})"
+        assert rt_cur == (1 if refreshable else 0), \
+            f"{where}: {rt_cur} refresh tokens at the current generation"
+        assert at_cur == 1, f"{where}: {at_cur} access tokens at the current generation"
+        assert newer == 0, f"{where}: {newer} tokens newer than the current generation"
+        assert cur - 1 <= used <= cur, f"{where}: used_generation out of range"
+        assert sealed <= 1, f"{where}: {sealed} sealed successors"
+        if sealed:
+            assert sealed_gen == cur - 1 and used == cur - 1, \
+                f"{where}: a sealed successor at generation {sealed_gen} outside the window"
 
-        sealed_dead = conn.execute(
-            "SELECT COUNT(*) FROM refresh_tokens r JOIN sessions s USING (session_id) "
-            "WHERE s.revoked_ts != 0 AND r.sealed_successor IS NOT NULL").fetchone()[0]
-        assert sealed_dead == 0, f"{sealed_dead} sealed successors on ended sessions"
+    sealed_dead = h.db_query(
+        server,
+        "SELECT COUNT(*) FROM refresh_tokens r JOIN sessions s USING (session_id) "
+        "WHERE s.revoked_ts != 0 AND r.sealed_successor IS NOT NULL")[0][0]
+    assert sealed_dead == 0, f"{sealed_dead} sealed successors on ended sessions"
 
-        doubles = conn.execute(
-            "SELECT user_id, device_id, COUNT(*) FROM sessions WHERE revoked_ts = 0 "
-            "GROUP BY user_id, device_id HAVING COUNT(*) > 1").fetchall()
-        assert not doubles, f"devices with more than one live session: {doubles}"
+    doubles = h.db_query(
+        server,
+        "SELECT user_id, device_id, COUNT(*) FROM sessions WHERE revoked_ts = 0 "
+        "GROUP BY user_id, device_id HAVING COUNT(*) > 1")
+    assert not doubles, f"devices with more than one live session: {doubles}"
 
-        live = {(u, d): (cur, used) for _sid, u, d, _r, cur, used, *_ in rows}
-        for lin in lineages:
-            key = (lin.user_id, lin.device_id)
-            if lin.ended:
-                assert key not in live, f"{lin} ended ({lin.ended}) but is live in the database"
-            else:
-                assert live.get(key) == (lin.gen, lin.gen), \
-                    f"{lin}: the database has (current, used) = {live.get(key)}, the client " \
-                    f"holds and has used generation {lin.gen}"
-    finally:
-        conn.close()
+    live = {(u, d): (cur, used) for _sid, u, d, _r, cur, used, *_ in rows}
+    for lin in lineages:
+        key = (lin.user_id, lin.device_id)
+        if lin.ended:
+            assert key not in live, f"{lin} ended ({lin.ended}) but is live in the database"
+        else:
+            assert live.get(key) == (lin.gen, lin.gen), \
+                f"{lin}: the database has (current, used) = {live.get(key)}, the client " \
+                f"holds and has used generation {lin.gen}"
+
 
 
 # ------------------------------------------------------------------------------ the test
@@ -524,8 +527,6 @@ def test_sigkill_at_random_moments_loses_no_answered_token_and_forks_no_lineage(
     print(f"\ncrash test seed {seed} (repeat with MYELIN_CRASH_SEED={seed})")
     rng = random.Random(seed)
     hs = server_factory()
-    db_path = hs.data_dir / "homeserver.db"
-    assert db_path.exists(), f"no database at {db_path}"
 
     ctl = Control(WORKERS)
     workers = [Worker(i, hs, random.Random(rng.getrandbits(64)), ctl) for i in range(WORKERS)]
@@ -554,7 +555,7 @@ def test_sigkill_at_random_moments_loses_no_answered_token_and_forks_no_lineage(
             lineages = [x for w in workers for x in w.lineages]
             try:
                 verify_after_restart(hs, lineages, rng, stats)
-                check_database(db_path, lineages)
+                check_database(hs, lineages)
             except AssertionError as e:
                 raise AssertionError(f"seed {seed}, after kill {cycles}: {e}") from e
     finally:
