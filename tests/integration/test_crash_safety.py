@@ -369,27 +369,21 @@ def resolve_pending(server, lin: Lineage) -> None:
         # Committed: the retry gets the sealed pair; not committed: it rotates now. Either way
         # the newest refresh token the client holds yields a pair.
         op_refresh(server, lin, legacy=False)
-    elif kind == "legacy":
-        # No retry window on the legacy endpoint: the access token says whether it happened.
+    elif kind in ("legacy", "logout"):
+        # Neither has a retry window: the access token says whether it happened. If it did, the
+        # refresh token the client holds is spent (after a legacy refresh, presenting it is
+        # reuse, which ends the session whose new pair was lost with the answer).
+        what, ended = {
+            "legacy": ("the refresh token of a legacy refresh that committed", "legacy_lost"),
+            "logout": ("the refresh token of a logged-out session", "logout"),
+        }[kind]
         r = whoami(server, lin.access)
         if r.status_code == 200:
             lin.used = lin.gen
         else:
             assert_matrix_error(r, 401, "M_UNKNOWN_TOKEN")
-            # It rotated, so the refresh token the client holds is spent (and presenting it is
-            # reuse, which ends the session whose new pair was lost with the answer).
-            expect_refresh_refused(server, lin, lin.refresh_token,
-                                   "the refresh token of a legacy refresh that committed")
-            lin.ended = "legacy_lost"
-    elif kind == "logout":
-        r = whoami(server, lin.access)
-        if r.status_code == 200:
-            lin.used = lin.gen
-        else:
-            assert_matrix_error(r, 401, "M_UNKNOWN_TOKEN")
-            expect_refresh_refused(server, lin, lin.refresh_token,
-                                   "the refresh token of a logged-out session")
-            lin.ended = "logout"
+            expect_refresh_refused(server, lin, lin.refresh_token, what)
+            lin.ended = ended
     elif kind == "reuse":
         # Refused whether the first presentation committed (session ended) or not (reuse now).
         _, g, legacy = lin.pending
