@@ -18,6 +18,7 @@
 
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/postgres/pg_connection.hpp"
+#include "myelin/storage/postgres/pg_session_feed.hpp"
 
 #include "storage_test_support.hpp"
 #include "test_database.hpp"
@@ -338,6 +339,137 @@ TEST_F(PostgresDatabaseTest, TwoProcessesRacingARotationKeepOneLineage) {
               std::vector<std::string>{std::to_string(kRounds + 1)});
     EXPECT_EQ(pgdb_->query("SELECT count(DISTINCT generation) FROM access_tokens"),
               std::vector<std::string>{std::to_string(kRounds)});
+}
+
+// Collects what a session feed delivers, for tests.
+class FeedRecorder {
+public:
+    void on_change(const SessionChange& c) {
+        std::lock_guard lock(mu_);
+        changes_.push_back(c);
+        cv_.notify_all();
+    }
+    void on_gap() {
+        std::lock_guard lock(mu_);
+        ++gaps_;
+        cv_.notify_all();
+    }
+    // Waits (up to 5 s) until at least `n` changes arrived; returns them all.
+    std::vector<SessionChange> wait_for(std::size_t n) {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(5), [&] { return changes_.size() >= n; });
+        return changes_;
+    }
+    int wait_for_gap() {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(10), [&] { return gaps_ > 0; });
+        return gaps_;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<SessionChange> changes_;
+    int gaps_ = 0;
+};
+
+TEST(PostgresSessionFeed, PayloadsParseAndNoiseIsIgnored) {
+    auto r = pg::parse_session_change("r 42 3");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->kind, SessionChange::Kind::kRevoked);
+    EXPECT_EQ(r->session_id, 42);
+    EXPECT_EQ(r->reason, RevokeReason::kRefreshReuse);
+    auto a = pg::parse_session_change("a 7 12 11");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->kind, SessionChange::Kind::kAdvanced);
+    EXPECT_EQ(a->session_id, 7);
+    EXPECT_EQ(a->current_generation, 12);
+    EXPECT_EQ(a->used_generation, 11);
+    for (const char* bad : {"", "r", "r 1", "r 1 0", "a 1 2", "a 1 2 3 4", "x 1 2", "r1 2",
+                            "a 1 2 z", "r 1 2 ", "r -1"}) {
+        EXPECT_FALSE(pg::parse_session_change(bad)) << bad;
+    }
+}
+
+// Rotations and revocations committed through one Database reach the feed of another
+// (another process), once each, and only when they commit.
+TEST_F(PostgresDatabaseTest, TheSessionFeedDeliversCommittedChangesOnly) {
+    auto writer = open(pgdb_->options());
+    auto other = open(pgdb_->options());
+    ASSERT_TRUE(writer && other);
+    auto feed = other->open_session_feed();
+    ASSERT_TRUE(feed);
+    FeedRecorder recorder;
+    ASSERT_TRUE(feed->start([&](const SessionChange& c) { recorder.on_change(c); },
+                            [&] { recorder.on_gap(); }));
+
+    auto sid = write_sync<std::int64_t>(*writer, [](WriteTxn& txn) -> Result<std::int64_t> {
+        if (auto u = txn.insert_user(make_user("@f:x")); !u) return u.error();
+        if (auto d = txn.ensure_device(make_device("@f:x", "D")); !d) return d.error();
+        return txn.insert_session(make_session("@f:x", "D"));
+    });
+    ASSERT_TRUE(sid) << sid.error().message;
+    // A job that advances, then fails: rolled back, so nothing may be delivered for it.
+    auto failed = write_sync<bool>(*writer, [&](WriteTxn& txn) -> Result<bool> {
+        if (auto r = txn.update_session_generations(*sid, 0, 5, 5); !r) return r.error();
+        return errors::internal("rolled back on purpose");
+    });
+    ASSERT_FALSE(failed);
+    auto advanced = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.update_session_generations(*sid, 0, 1, 0); });
+    ASSERT_TRUE(advanced && *advanced);
+    // A CAS that does not match changes nothing and sends nothing.
+    auto missed = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.update_session_generations(*sid, 0, 9, 9); });
+    ASSERT_TRUE(missed);
+    EXPECT_FALSE(*missed);
+    ASSERT_TRUE(write_sync<bool>(*writer, [&](WriteTxn& txn) -> Result<bool> {
+        if (auto r = txn.revoke_session(*sid, 5000, RevokeReason::kAdmin); !r) return r.error();
+        // Revoking an already revoked session is a no-op: no second change.
+        if (auto r = txn.revoke_session(*sid, 6000, RevokeReason::kLogout); !r) return r.error();
+        return true;
+    }));
+
+    const auto changes = recorder.wait_for(2);
+    // Give a stray (wrong) delivery a moment to show up before counting.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto all = recorder.wait_for(2);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].kind, SessionChange::Kind::kAdvanced);
+    EXPECT_EQ(all[0].session_id, *sid);
+    EXPECT_EQ(all[0].current_generation, 1);
+    EXPECT_EQ(all[0].used_generation, 0);
+    EXPECT_EQ(all[1].kind, SessionChange::Kind::kRevoked);
+    EXPECT_EQ(all[1].session_id, *sid);
+    EXPECT_EQ(all[1].reason, RevokeReason::kAdmin);
+    feed->stop();
+}
+
+// A feed whose connection the server kills reconnects by itself and reports the gap, then
+// delivers again.
+TEST_F(PostgresDatabaseTest, TheSessionFeedReconnectsAndReportsTheGap) {
+    auto writer = open(pgdb_->options());
+    ASSERT_TRUE(writer);
+    auto feed = writer->open_session_feed();
+    ASSERT_TRUE(feed);
+    FeedRecorder recorder;
+    ASSERT_TRUE(feed->start([&](const SessionChange& c) { recorder.on_change(c); },
+                            [&] { recorder.on_gap(); }));
+    ASSERT_GE(pgdb_->terminate_connections("-feed"), 1);
+    EXPECT_EQ(recorder.wait_for_gap(), 1);
+    auto sid = write_sync<std::int64_t>(*writer, [](WriteTxn& txn) -> Result<std::int64_t> {
+        if (auto u = txn.insert_user(make_user("@g:x")); !u) return u.error();
+        if (auto d = txn.ensure_device(make_device("@g:x", "D")); !d) return d.error();
+        auto id = txn.insert_session(make_session("@g:x", "D"));
+        if (!id) return id.error();
+        if (auto r = txn.revoke_session(*id, 5000, RevokeReason::kLogout); !r) return r.error();
+        return *id;
+    });
+    ASSERT_TRUE(sid) << sid.error().message;
+    const auto changes = recorder.wait_for(1);
+    ASSERT_EQ(changes.size(), 1u);
+    EXPECT_EQ(changes[0].session_id, *sid);
+    feed->stop();
 }
 
 // Housekeeping prunes by age, a batch at a time, from tables that hold months of rows: the

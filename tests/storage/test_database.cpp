@@ -118,10 +118,12 @@ std::vector<std::string> PostgresTestDatabase::query(const std::string& sql) con
     return conn.query(sql);
 }
 
-int PostgresTestDatabase::terminate_connections() const {
-    auto killed = query(
+int PostgresTestDatabase::terminate_connections(const std::string& application_name) const {
+    std::string sql =
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    if (!application_name.empty()) sql += " AND application_name LIKE '%" + application_name + "'";
+    auto killed = query(sql);
     return killed.empty() ? 0 : std::stoi(killed[0]);
 }
 

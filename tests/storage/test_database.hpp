@@ -72,8 +72,9 @@ public:
     // every row as text ("" for NULL). Adds a test failure on an error.
     std::vector<std::string> query(const std::string& sql) const;
     // Terminates every server process connected to this database other than the caller's;
-    // returns how many were terminated.
-    int terminate_connections() const;
+    // returns how many were terminated. With an `application_name` (letters, digits and '-'
+    // only), only the connections whose application_name ends with it.
+    int terminate_connections(const std::string& application_name = {}) const;
 
 private:
     PostgresOptions base_;

@@ -81,9 +81,30 @@ std::optional<http::Response> ClientDispatcher::answer_without_route(
     return r;
 }
 
+bool ClientDispatcher::needs_async_draw(const Route& route) const {
+    if (!limiter_ || !limiter_->enabled()) return false;
+    std::optional<service::LimitClass> cls;
+    if (route.rate_class == RateClass::kLogin) cls = service::LimitClass::kLogin;
+    if (route.rate_class == RateClass::kRegister) cls = service::LimitClass::kRegistration;
+    if (route.rate_class == RateClass::kTokenValidity) cls = service::LimitClass::kTokenValidity;
+    return cls && limiter_->decides_remotely(*cls);
+}
+
+boost::asio::awaitable<std::optional<http::Response>> ClientDispatcher::admit_async(
+    const Route* route, const http::Request& request, const service::Identity* identity) {
+    std::optional<DeferredDraw> deferred;
+    auto response = admit(route, request, identity, &deferred);
+    if (response || !deferred) co_return response;
+    auto check_op = limiter_->check_async(deferred->cls, std::move(deferred->key));
+    auto checked = co_await std::move(check_op);
+    if (!checked) co_return http::error_response(checked.error());
+    co_return std::nullopt;
+}
+
 std::optional<http::Response> ClientDispatcher::admit(const Route* route,
                                                       const http::Request& request,
-                                                      const service::Identity* identity) {
+                                                      const service::Identity* identity,
+                                                      std::optional<DeferredDraw>* deferred) {
     if (!limiter_ || !limiter_->enabled()) return std::nullopt;
     if (identity && limiter_->is_exempt(identity->user_id())) return std::nullopt;
     const bool is_post = request.method == http::Method::kPost;
@@ -104,6 +125,10 @@ std::optional<http::Response> ClientDispatcher::admit(const Route* route,
     if (rate_class == RateClass::kRegister && is_post) cls = service::LimitClass::kRegistration;
     if (rate_class == RateClass::kTokenValidity) cls = service::LimitClass::kTokenValidity;
     // RateClass::kRefresh is per device: SessionService::refresh draws once the token is known.
+    if (cls && deferred && limiter_->decides_remotely(*cls)) {
+        *deferred = DeferredDraw{*cls, key};
+        return std::nullopt;
+    }
     if (cls) {
         if (auto r = limiter_->check(*cls, key); !r) return http::error_response(r.error());
     }
@@ -175,7 +200,7 @@ std::optional<http::Response> ClientDispatcher::handle_now(http::Request& reques
         return finish(match.route, request, std::move(*response), started);
     }
     const Route& route = *match.route;
-    if (!route.sync) return std::nullopt;
+    if (!route.sync || needs_async_draw(route)) return std::nullopt;
     request.path_params = std::move(match.params);
     RequestContext ctx{request, nullptr};
     if (route.auth == AuthPolicy::kNone) {
@@ -265,8 +290,10 @@ boost::asio::awaitable<http::Response> ClientDispatcher::handle(http::Request& r
         }
         ctx.identity = &*identity;
         note_activity(request, *identity);
-    } else if (auto refused = admit(&route, request, nullptr)) {
-        co_return finish(&route, request, std::move(*refused), started);
+    } else {
+        auto admit_op = admit_async(&route, request, nullptr);
+        auto refused = co_await std::move(admit_op);
+        if (refused) co_return finish(&route, request, std::move(*refused), started);
     }
     if (route.sync)
         co_return finish(&route, request, render(route.sync(ctx), ctx.identity), started);

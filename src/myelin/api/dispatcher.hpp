@@ -52,8 +52,22 @@ private:
     // authenticated, or not yet): nullopt to go on, or the 429 answer. Draws client_ip, then
     // the route's class bucket; nothing for exempt users (an authenticated exempt user, or a
     // POST /login naming one).
+    // A class draw that admit() leaves to the caller because the store decides it remotely
+    // (several instances sharing one budget): the caller awaits RateLimiter::check_async.
+    struct DeferredDraw {
+        service::LimitClass cls;
+        std::string key;
+    };
+    // With `deferred` null, every draw is made here (the synchronous path only calls it for
+    // routes without a remotely decided class: see needs_async_draw).
     std::optional<http::Response> admit(const Route* route, const http::Request& request,
-                                        const service::Identity* identity);
+                                        const service::Identity* identity,
+                                        std::optional<DeferredDraw>* deferred = nullptr);
+    // admit(), awaiting a deferred draw (for handle()).
+    boost::asio::awaitable<std::optional<http::Response>> admit_async(
+        const Route* route, const http::Request& request, const service::Identity* identity);
+    // Whether admitting a request to `route` needs a draw that may wait for the database.
+    bool needs_async_draw(const Route& route) const;
 
     // Records the device's sighting in the activity tracker (an in-memory update, no I/O).
     void note_activity(const http::Request& request, const service::Identity& identity);

@@ -32,7 +32,9 @@
 #include "myelin/service/rate_limiter.hpp"
 #include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/revocation_listener.hpp"
+#include "myelin/service/session_change_follower.hpp"
 #include "myelin/service/session_service.hpp"
+#include "myelin/service/shared_rate_limit_store.hpp"
 #include "myelin/service/uia.hpp"
 
 namespace myelin::app {
@@ -49,7 +51,9 @@ struct App::Impl {
     auth::TokenCache cache;
     std::unique_ptr<auth::PasswordHasher> password_hasher;
     // Before the services and the dispatcher, which hold pointers to it.
-    std::unique_ptr<service::InMemoryRateLimitStore> rate_limit_store;
+    // In memory on SQLite; on PostgreSQL shared by every instance (SharedRateLimitStore).
+    std::unique_ptr<service::RateLimitStore> rate_limit_store;
+    service::SharedRateLimitStore* shared_rate_limits = nullptr;  // the store, when shared
     std::unique_ptr<service::RateLimiter> rate_limiter;
     std::unique_ptr<service::RegistrationTokens> registration_tokens;
     std::unique_ptr<service::UiaEngine> uia;
@@ -66,6 +70,9 @@ struct App::Impl {
     std::unique_ptr<http::Server> server;
     // Follows the revocation log (revocations by the admin CLI or other instances).
     std::unique_ptr<service::RevocationListener> revocations;
+    // Applies refreshes and revocations pushed by other instances (PostgreSQL LISTEN/NOTIFY);
+    // null on SQLite (one server process per database).
+    std::unique_ptr<service::SessionChangeFollower> session_changes;
     // The separate /metrics listener ([metrics]); null when disabled.
     std::unique_ptr<api::MetricsDispatcher> metrics_dispatcher;
     std::unique_ptr<http::Server> metrics_server;
@@ -78,6 +85,8 @@ App::~App() {
     impl_->server.reset();
     impl_->metrics_server.reset();
     if (impl_->revocations) impl_->revocations->stop();
+    if (impl_->session_changes) impl_->session_changes->stop();
+    if (impl_->shared_rate_limits) impl_->shared_rate_limits->stop();
     if (impl_->activity) impl_->activity->stop();
     if (impl_->housekeeping) impl_->housekeeping->stop();
     impl_->password_hasher.reset();
@@ -135,7 +144,18 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->accounts = std::make_unique<service::AccountService>(
         *impl->db, *impl->password_hasher, *impl->sessions, *impl->uia, *impl->registration_tokens,
         c, impl->clock);
-    impl->rate_limit_store = std::make_unique<service::InMemoryRateLimitStore>();
+    auto exchange = impl->db->open_rate_limit_exchange();
+    if (!exchange) return exchange.error();
+    if (*exchange) {
+        auto exact = impl->db->open_rate_limit_exchange();
+        if (!exact) return exact.error();
+        auto shared = std::make_unique<service::SharedRateLimitStore>(
+            std::move(*exchange), std::move(*exact), impl->clock);
+        impl->shared_rate_limits = shared.get();
+        impl->rate_limit_store = std::move(shared);
+    } else {
+        impl->rate_limit_store = std::make_unique<service::InMemoryRateLimitStore>();
+    }
     impl->rate_limiter = std::make_unique<service::RateLimiter>(
         c.rate_limits, c.server_name, *impl->rate_limit_store, impl->clock);
     impl->sessions->set_rate_limiter(impl->rate_limiter.get());
@@ -161,8 +181,14 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     // Before warming: a revocation committed while the cache warms is still applied.
     impl->revocations = std::make_unique<service::RevocationListener>(*impl->db, impl->cache);
     if (auto r = impl->revocations->prime(); !r) return r.error();
+    if (auto feed = impl->db->open_session_feed()) {
+        impl->session_changes =
+            std::make_unique<service::SessionChangeFollower>(std::move(feed), impl->cache);
+        if (auto r = impl->session_changes->start(); !r) return r.error();
+    }
     auto warmed = impl->sessions->warm_cache();
     if (!warmed) return warmed.error();
+    if (impl->session_changes) impl->session_changes->warmed();
     log::app()->info("token cache warmed with {} access tokens", *warmed);
 
     http::ServerOptions options;
@@ -221,6 +247,7 @@ Result<void> App::run() {
         return r.error();
     }
     impl.revocations->start();
+    if (impl.shared_rate_limits) impl.shared_rate_limits->start();
     impl.activity->start();
     impl.housekeeping->start();
     log::app()->info("myelin {} serving {} on http://{}:{} (storage: {})", MYELIN_VERSION,
@@ -236,6 +263,8 @@ Result<void> App::run() {
     impl.server->wait();
     if (impl.metrics_server) impl.metrics_server->wait();
     impl.revocations->stop();
+    if (impl.session_changes) impl.session_changes->stop();
+    if (impl.shared_rate_limits) impl.shared_rate_limits->stop();
     impl.activity->stop();  // after the drain: the last requests' sightings are written too
     impl.housekeeping->stop();
     signals_context.stop();

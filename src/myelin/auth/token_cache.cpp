@@ -164,8 +164,36 @@ void TokenCache::revoke_in_cache(std::int64_t session_id, storage::RevokeReason 
 }
 
 void TokenCache::advance_session(std::int64_t session_id, std::int64_t current, std::int64_t used) {
+    advance_in_cache(session_id, current, used, false);
+}
+
+void TokenCache::apply_logged_advance(std::int64_t session_id, std::int64_t current,
+                                      std::int64_t used) {
+    advance_in_cache(session_id, current, used, true);
+}
+
+void TokenCache::clear() {
+    for (auto& sshard : session_shards_) {
+        std::lock_guard lock(sshard.mu);
+        epoch_.fetch_add(1, std::memory_order_acq_rel);
+        for (auto& [id, entry] : sshard.sessions) erase_tokens(entry.token_hashes);
+        sshard.sessions.clear();
+    }
+    // Tokens whose session entry was never created (cannot happen through insert(), which
+    // always files the token under its session) would survive the loop above; sweep anyway.
+    for (auto& tshard : token_shards_) {
+        std::unique_lock lock(tshard.mu);
+        tshard.tokens.clear();
+    }
+}
+
+void TokenCache::advance_in_cache(std::int64_t session_id, std::int64_t current, std::int64_t used,
+                                  bool stale_loads_possible) {
     auto& sshard = session_shard(session_id);
     std::lock_guard lock(sshard.mu);
+    // Another process made this change: a load from storage that is in flight now may have read
+    // the session before it, so inserts that observed an older epoch must be dropped.
+    if (stale_loads_possible) epoch_.fetch_add(1, std::memory_order_acq_rel);
     auto it = sshard.sessions.find(session_id);
     if (it == sshard.sessions.end()) return;
     auto& s = *it->second.session;

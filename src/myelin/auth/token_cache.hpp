@@ -90,7 +90,16 @@ public:
     // `current` minted; drops cached tokens older than `used`.
     void advance_session(std::int64_t session_id, std::int64_t current, std::int64_t used);
 
-    // Incremented by every revocation; see insert().
+    // The same for a change read from the session feed (made by another process, or this one):
+    // also bumps the epoch, since a concurrent load from storage may have read the session
+    // before the change.
+    void apply_logged_advance(std::int64_t session_id, std::int64_t current, std::int64_t used);
+
+    // Forgets every cached token and session (they are loaded from storage again on their next
+    // use) and bumps the epoch: for when changes made elsewhere may have been missed.
+    void clear();
+
+    // Incremented by every revocation (and by apply_logged_advance and clear); see insert().
     std::uint64_t revocation_epoch() const { return epoch_.load(std::memory_order_acquire); }
 
     // Tokens and sessions cached (for metrics and tests).
@@ -117,6 +126,8 @@ private:
     SessionShard& session_shard(std::int64_t id) const;
     void erase_tokens(const std::vector<storage::TokenHash>& hashes);
     void revoke_in_cache(std::int64_t session_id, storage::RevokeReason reason);
+    void advance_in_cache(std::int64_t session_id, std::int64_t current, std::int64_t used,
+                          bool stale_loads_possible);
 
     mutable std::array<TokenShard, kShards> token_shards_;
     mutable std::array<SessionShard, kShards> session_shards_;

@@ -367,7 +367,8 @@ boost::asio::awaitable<Result<IssuedTokens>> AccountService::login(LoginRequest 
     // names cost the same), taken before any hashing; it goes back unless this is a wrong guess.
     RateLimiter::FailedLoginTicket ticket;
     if (limiter_) {
-        auto reserved = limiter_->reserve_failed_login(*user_id);
+        auto reserve_op = limiter_->reserve_failed_login_async(*user_id);
+        auto reserved = co_await std::move(reserve_op);
         if (!reserved) {
             counted.failed.inc();
             co_return reserved.error();

@@ -2,9 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <utility>
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "myelin/core/log.hpp"
 #include "myelin/json/body.hpp"
@@ -156,6 +161,23 @@ void InMemoryRateLimitStore::give_back(LimitClass cls, std::string_view key,
     const auto back = static_cast<std::int64_t>(std::llround(amount * token_us(bucket)));
     b.tat_us = std::max(now_us, b.tat_us - back);
     if (end_lockout) b.exhausted = false;
+}
+
+void InMemoryRateLimitStore::raise_tat(LimitClass cls, std::string_view key, std::int64_t tat_us,
+                                       std::int64_t now_ms) {
+    const std::int64_t now_us = now_ms * kMicrosPerMs;
+    Shard& shard = shard_for(cls, key);
+    std::lock_guard lock(shard.mu);
+    Map& map = shard.maps[static_cast<std::size_t>(cls)];
+    auto it = map.find(key);
+    if (it == map.end()) {
+        if (tat_us <= now_us) return;  // full: nothing to remember
+        make_room(shard, now_us);
+        map.emplace(std::string(key), Bucket{tat_us, false});
+        ++shard.count;
+        return;
+    }
+    it->second.tat_us = std::max(it->second.tat_us, tat_us);
 }
 
 std::size_t InMemoryRateLimitStore::size() const {
@@ -377,6 +399,44 @@ Result<void> RateLimiter::check(LimitClass cls, std::string_view key) {
     auto r = store_.take(cls, key, bucket(cls), 1.0, clock_.now_ms());
     if (!r.granted) return refused(cls, r.retry_after_ms);
     return {};
+}
+
+boost::asio::awaitable<DrawResult> RateLimiter::take_awaited(LimitClass cls, std::string key) {
+    RateLimitStore* store = &store_;
+    const BucketConfig* config = &bucket(cls);
+    const std::int64_t now = clock_.now_ms();
+    auto initiation = [store, config, cls, now, key = std::move(key)](auto handler) mutable {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        store->take_async(cls, std::move(key), *config, 1.0, now, [shared](DrawResult r) {
+            auto ex = boost::asio::get_associated_executor(*shared);
+            boost::asio::post(ex, [shared, r]() mutable { std::move (*shared)(r); });
+        });
+    };
+    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(DrawResult)>(
+        std::move(initiation), boost::asio::use_awaitable);
+}
+
+boost::asio::awaitable<Result<void>> RateLimiter::check_async(LimitClass cls, std::string key) {
+    if (!config_.enabled) co_return Result<void>{};
+    if (!store_.decides_remotely(cls)) co_return check(cls, key);
+    auto op = take_awaited(cls, std::move(key));
+    const DrawResult r = co_await std::move(op);
+    if (!r.granted) co_return refused(cls, r.retry_after_ms);
+    co_return Result<void>{};
+}
+
+boost::asio::awaitable<Result<RateLimiter::FailedLoginTicket>>
+RateLimiter::reserve_failed_login_async(std::string user_id) {
+    if (!config_.enabled || !store_.decides_remotely(LimitClass::kFailedLogin)) {
+        co_return reserve_failed_login(user_id);
+    }
+    auto op = take_awaited(LimitClass::kFailedLogin, std::move(user_id));
+    const DrawResult r = co_await std::move(op);
+    if (!r.granted) co_return refused(LimitClass::kFailedLogin, r.retry_after_ms);
+    FailedLoginTicket ticket;
+    ticket.reserved = true;
+    ticket.exhausted_now = r.exhausted_now;
+    co_return ticket;
 }
 
 void RateLimiter::give_back(LimitClass cls, std::string_view key) {

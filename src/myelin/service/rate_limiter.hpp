@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,6 +19,8 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
 
 #include "myelin/core/clock.hpp"
 #include "myelin/core/config.hpp"
@@ -94,6 +97,17 @@ public:
     // reported it is being undone).
     virtual void give_back(LimitClass cls, std::string_view key, const BucketConfig& bucket,
                            double amount, bool end_lockout, std::int64_t now_ms) = 0;
+
+    // Whether draws of `cls` are decided elsewhere (a shared store's exact classes): then a
+    // caller on a network thread must use take_async, since take() may wait for the database.
+    virtual bool decides_remotely(LimitClass /*cls*/) const { return false; }
+
+    // take(), with the result handed to `done` (on any thread, possibly before returning).
+    using DrawCallback = std::function<void(DrawResult)>;
+    virtual void take_async(LimitClass cls, std::string key, const BucketConfig& bucket,
+                            double cost, std::int64_t now_ms, DrawCallback done) {
+        done(take(cls, key, bucket, cost, now_ms));
+    }
 };
 
 // The single-instance store: buckets in memory, split into shards by hash of the key, each
@@ -112,6 +126,11 @@ public:
 
     // Buckets held right now (for tests).
     std::size_t size() const;
+
+    // Moves the bucket's TAT forward to `tat_us` (never back), creating the bucket if it is
+    // absent and `tat_us` is in the future at `now_ms`: folds in draws made elsewhere (another
+    // instance's, through a shared store).
+    void raise_tat(LimitClass cls, std::string_view key, std::int64_t tat_us, std::int64_t now_ms);
 
 private:
     struct Bucket {
@@ -188,6 +207,10 @@ public:
     // Whether exempt_users lists anyone (lets callers skip work that only finds exemptions).
     bool has_exemptions() const { return !exempt_.empty(); }
 
+    // Whether the store decides draws of `cls` elsewhere (see RateLimitStore): callers on
+    // network threads must then use check_async.
+    bool decides_remotely(LimitClass cls) const { return store_.decides_remotely(cls); }
+
     // Whether `user_id` (a full MXID) is in exempt_users.
     bool is_exempt(std::string_view user_id) const;
 
@@ -202,6 +225,11 @@ public:
     // and Retry-After (counted in myelin_rate_limited_total{class}). Always succeeds when
     // disabled. `key` is the IP bucket key, the user ID or "user|device" as the class demands.
     [[nodiscard]] Result<void> check(LimitClass cls, std::string_view key);
+
+    // check() for callers on network threads: when the store decides `cls` remotely (several
+    // instances sharing one budget), the draw runs off this thread and the coroutine resumes
+    // on its executor with the answer; otherwise it is check() itself.
+    boost::asio::awaitable<Result<void>> check_async(LimitClass cls, std::string key);
 
     // Puts back a token drawn by check() that turned out not to count (an exempt user found
     // only after the draw). No-op when disabled.
@@ -221,6 +249,10 @@ public:
     // gives an empty ticket.
     [[nodiscard]] Result<FailedLoginTicket> reserve_failed_login(std::string_view user_id);
 
+    // reserve_failed_login() for coroutines on network threads (see check_async).
+    boost::asio::awaitable<Result<FailedLoginTicket>> reserve_failed_login_async(
+        std::string user_id);
+
     // The attempt did not turn out to be a wrong guess (it succeeded, or failed before the
     // password was checked: storage or hashing overload): the reserved token goes back, and a
     // lockout its reservation reported is forgotten.
@@ -228,6 +260,8 @@ public:
 
 private:
     const BucketConfig& bucket(LimitClass cls) const;
+    // The draw from the store, awaited (see check_async).
+    boost::asio::awaitable<DrawResult> take_awaited(LimitClass cls, std::string key);
     Error refused(LimitClass cls, std::int64_t retry_after_ms);
 
     RateLimitsConfig config_;

@@ -188,7 +188,8 @@ boost::asio::awaitable<Result<void>> UiaEngine::check_password(std::shared_ptr<S
     // UIA is no side door for guessing (a stolen access token does not give unlimited tries).
     RateLimiter::FailedLoginTicket ticket;
     if (limiter_) {
-        auto reserved = limiter_->reserve_failed_login(identified_user);
+        auto reserve_op = limiter_->reserve_failed_login_async(identified_user);
+        auto reserved = co_await std::move(reserve_op);
         if (!reserved) co_return reserved.error();
         ticket = *reserved;
     }

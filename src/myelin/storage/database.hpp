@@ -10,13 +10,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "myelin/core/error.hpp"
+#include "myelin/storage/rate_limit_exchange.hpp"
 #include "myelin/storage/records.hpp"
+#include "myelin/storage/session_feed.hpp"
 
 namespace myelin::storage {
 
@@ -174,6 +177,16 @@ public:
     virtual void close() = 0;
     // A short name for logs ("sqlite", "postgresql").
     virtual std::string backend_name() const = 0;
+    // A feed of session changes committed by any process on this database (see
+    // session_feed.hpp), not yet started; nullptr when the backend has none (SQLite). Each
+    // call makes a new feed with its own connection.
+    virtual std::unique_ptr<SessionFeed> open_session_feed() { return nullptr; }
+    // Shared rate-limit buckets for several instances (see rate_limit_exchange.hpp), with
+    // their own connection; nullptr when the backend serves one process only (SQLite). Error
+    // (503) when the connection cannot be made.
+    virtual Result<std::unique_ptr<RateLimitExchange>> open_rate_limit_exchange() {
+        return std::unique_ptr<RateLimitExchange>();
+    }
 };
 
 }  // namespace myelin::storage

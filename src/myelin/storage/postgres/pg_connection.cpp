@@ -1,8 +1,10 @@
 #include "myelin/storage/postgres/pg_connection.hpp"
 
 #include <endian.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -228,6 +230,29 @@ Connection::~Connection() { PQfinish(conn_); }
 bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
 int Connection::backend_pid() const { return PQbackendPID(conn_); }
+
+Result<int> Connection::wait_for_notifications(
+    int timeout_ms, const std::function<void(std::string_view, std::string_view)>& fn) {
+    const auto deliver = [&] {
+        int delivered = 0;
+        while (PGnotify* note = PQnotifies(conn_)) {
+            fn(note->relname, note->extra);
+            PQfreemem(note);
+            ++delivered;
+        }
+        return delivered;
+    };
+    if (const int ready = deliver(); ready > 0) return ready;
+    const int sock = PQsocket(conn_);
+    if (sock < 0) return fail(nullptr, "waiting for notifications", {});
+    pollfd pfd{sock, POLLIN, 0};
+    const int polled = ::poll(&pfd, 1, timeout_ms);
+    if (polled == 0) return 0;
+    if (polled < 0 && errno == EINTR) return 0;
+    if (polled < 0) return fail(nullptr, "waiting for notifications", {});
+    if (PQconsumeInput(conn_) == 0) return fail(nullptr, "waiting for notifications", {});
+    return deliver();
+}
 
 Error Connection::fail(const PGresult* result, std::string_view operation, std::string_view sql) {
     std::string sqlstate(field(result, PG_DIAG_SQLSTATE));

@@ -141,6 +141,13 @@ public:
     // migrations). Not prepared.
     [[nodiscard]] Result<void> exec(const char* sql, std::string_view operation = "a query");
 
+    // Waits up to `timeout_ms` for notifications on channels this connection LISTENs to and
+    // hands each to `fn(channel, payload)`; returns how many were handed over (0 on timeout).
+    // Error (503, logged) when the connection is lost meanwhile. Only for a connection that
+    // runs no transaction (a dedicated listener).
+    [[nodiscard]] Result<int> wait_for_notifications(
+        int timeout_ms, const std::function<void(std::string_view, std::string_view)>& fn);
+
     // True once the connection to the server is lost; it cannot be used again.
     bool broken() const;
     // Whether a statement failed since clear_failure(). In PostgreSQL a failed statement aborts

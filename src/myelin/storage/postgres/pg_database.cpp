@@ -17,6 +17,8 @@
 #include "myelin/storage/job_guard.hpp"
 #include "myelin/storage/postgres/pg_connection.hpp"
 #include "myelin/storage/postgres/pg_migrations.hpp"
+#include "myelin/storage/postgres/pg_rate_limit_exchange.hpp"
+#include "myelin/storage/postgres/pg_session_feed.hpp"
 #include "myelin/storage/postgres/pg_txn.hpp"
 
 namespace myelin::storage {
@@ -89,6 +91,17 @@ public:
         }
         reaper_ = std::thread([this] { reaper_main(); });
         own_threads_.push_back(reaper_.get_id());
+    }
+
+    Result<std::unique_ptr<RateLimitExchange>> open_rate_limit_exchange() override {
+        auto conn = Connection::open(settings_);
+        if (!conn) return conn.error();
+        return std::unique_ptr<RateLimitExchange>(
+            std::make_unique<pg::PgRateLimitExchange>(settings_, std::move(*conn)));
+    }
+
+    std::unique_ptr<SessionFeed> open_session_feed() override {
+        return std::make_unique<pg::PgSessionFeed>(settings_);
     }
 
     void post_read(ReadJob job) override {

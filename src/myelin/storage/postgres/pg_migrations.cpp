@@ -114,6 +114,16 @@ CREATE TABLE revocation_log_pruned (
     through_id BIGINT NOT NULL
 );
 )sql"},
+    // Ephemeral: lost buckets only refill, so no WAL (and nothing to copy when migrating).
+    Migration{5, "shared rate-limit buckets", R"sql(
+CREATE UNLOGGED TABLE rate_limit_buckets (
+    limit_class BIGINT NOT NULL,
+    bucket_key  TEXT COLLATE "C" NOT NULL,
+    tat_us      BIGINT NOT NULL,
+    PRIMARY KEY (limit_class, bucket_key)
+);
+CREATE INDEX rate_limit_buckets_by_tat ON rate_limit_buckets (tat_us);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

@@ -57,16 +57,22 @@ constexpr std::string_view kInsertSession =
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING session_id";
 // The rotation's compare-and-swap: one statement, so that a concurrent one is decided by the
 // row lock (and, under SERIALIZABLE, a lost race becomes a retried job, never a lost update).
+// Each change to a session also NOTIFYs the processes sharing the database (their token caches
+// follow it: pg_session_feed.hpp); a NOTIFY is delivered only when its transaction commits.
 constexpr std::string_view kUpdateSessionGenerations =
     "UPDATE sessions SET current_generation = $3, used_generation = $4 "
-    "WHERE session_id = $1 AND current_generation = $2 AND revoked_ts = 0";
+    "WHERE session_id = $1 AND current_generation = $2 AND revoked_ts = 0 "
+    "RETURNING pg_notify('myelin_sessions', 'a ' || session_id || ' ' || current_generation || "
+    "' ' || used_generation)";
 // Ends a live session and wipes its sealed successors in one statement; returns a row only when
 // this call ended it (the revocation must then be logged).
 constexpr std::string_view kRevokeSession =
     "WITH wiped AS (UPDATE refresh_tokens SET sealed_successor = NULL "
     "WHERE session_id = $1 AND sealed_successor IS NOT NULL) "
     "UPDATE sessions SET revoked_ts = $2, revoked_reason = $3 "
-    "WHERE session_id = $1 AND revoked_ts = 0 RETURNING session_id";
+    "WHERE session_id = $1 AND revoked_ts = 0 "
+    "RETURNING session_id, pg_notify('myelin_sessions', 'r ' || session_id || ' ' || "
+    "revoked_reason)";
 
 constexpr std::string_view kFindAccessToken =
     "SELECT t.token_hash, t.session_id, t.generation, t.issued_ts, "

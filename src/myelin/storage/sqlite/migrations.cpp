@@ -113,6 +113,10 @@ CREATE TABLE revocation_log_pruned (
     through_id INTEGER NOT NULL
 ) STRICT;
 )sql"},
+    // The numbers stay in step with PostgreSQL's migrations; this one only exists there.
+    Migration{5, "shared rate-limit buckets (PostgreSQL only: nothing to do)", R"sql(
+-- One SQLite database serves one server process, whose rate limits live in its memory.
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");
