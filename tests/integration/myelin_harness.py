@@ -32,8 +32,10 @@ Backend
     scripts/pg-test-cluster.sh) makes default_config() point every server at a fresh database of
     its own on that cluster instead of SQLite under data/. backend() -> "sqlite" | "postgres".
     ctest runs the suite both ways (integration, integration_postgres). A test that checks the
-    SQLite file itself is marked skip_on_postgres(reason); tests that look into the database use
-    these, on either backend:
+    SQLite file itself is marked skip_on_postgres(reason); one that needs both backends at once
+    (the SQLite to PostgreSQL copy) is marked only_on_postgres(reason) and runs once, in
+    integration_postgres; fresh_postgres_url() makes it a database. Tests that look into the
+    database use these, on either backend:
     db_query(server, sql, params=()) -> list of tuples   (one statement, "?" placeholders)
     db_execute(server, sql, param_rows=((),))            (the statement once per row, one
                                                           transaction)
@@ -162,6 +164,16 @@ def skip_on_postgres(reason: str):
     import pytest  # only test modules need it; the harness works without pytest loaded
 
     return pytest.mark.skipif(backend() == "postgres", reason=f"SQLite only: {reason}")
+
+
+def only_on_postgres(reason: str):
+    """A pytest mark for a test that needs the PostgreSQL cluster as well as SQLite: it runs in
+    the postgres run of the suite (integration_postgres) and skips in the SQLite one; `reason`
+    names what it checks."""
+    import pytest
+
+    return pytest.mark.skipif(backend() != "postgres",
+                              reason=f"runs in integration_postgres: {reason}")
 
 
 def _pg_literal(value: Any) -> str:

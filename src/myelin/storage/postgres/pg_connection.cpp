@@ -165,6 +165,12 @@ Result<TokenHash> Row::column_token_hash(int column) const {
     return hash;
 }
 
+std::string_view Row::column_view(int column) const {
+    if (PQgetisnull(result_, row_, column)) return {};
+    return std::string_view(PQgetvalue(result_, row_, column),
+                            static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+}
+
 Rows::~Rows() { PQclear(result_); }
 
 int Rows::size() const { return PQntuples(result_); }
@@ -297,6 +303,54 @@ Result<void> Connection::query_each(std::string_view sql, const Params& params,
         }
         PQclear(result);
     }
+    if (outcome && !done) return fail(nullptr, operation, sql);
+    return outcome;
+}
+
+Result<std::int64_t> Connection::copy_in(
+    const char* sql, const std::function<Result<bool>(std::string& buffer)>& produce,
+    std::string_view operation) {
+    PGresult* started = PQexec(conn_, sql);
+    if (started == nullptr || PQresultStatus(started) != PGRES_COPY_IN) {
+        Error error = fail(started, operation, sql);
+        PQclear(started);
+        return error;
+    }
+    PQclear(started);
+    std::string buffer;
+    std::optional<Error> producer_error;
+    for (;;) {
+        buffer.clear();
+        auto more = produce(buffer);
+        if (!more) {
+            producer_error = more.error();
+            break;
+        }
+        if (!buffer.empty() &&
+            PQputCopyData(conn_, buffer.data(), static_cast<int>(buffer.size())) != 1) {
+            break;  // the connection failed: PQgetResult below reports it
+        }
+        if (!*more) break;
+    }
+    (void)PQputCopyEnd(conn_, producer_error ? "aborted by myelin" : nullptr);
+    Result<std::int64_t> outcome = std::int64_t{0};
+    bool done = false;
+    // Every result must be read before the connection takes a new query.
+    while (PGresult* result = PQgetResult(conn_)) {
+        const auto status = PQresultStatus(result);
+        if (status == PGRES_COMMAND_OK) {
+            const char* tuples = PQcmdTuples(result);
+            if (tuples != nullptr && *tuples != '\0') outcome = std::strtoll(tuples, nullptr, 10);
+            done = true;
+        } else if (producer_error) {
+            // The server's answer to our own abort: the producer's error is the one to report.
+            if (!first_error_) first_error_ = *producer_error;
+        } else if (outcome) {
+            outcome = fail(result, operation, sql);
+        }
+        PQclear(result);
+    }
+    if (producer_error) return *producer_error;
     if (outcome && !done) return fail(nullptr, operation, sql);
     return outcome;
 }
