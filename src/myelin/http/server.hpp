@@ -4,8 +4,9 @@
 // with its own SO_REUSEPORT acceptor. It reads requests within the configured limits, asks the
 // Dispatcher for the route's body limit, hands the complete Request to the Dispatcher, adds CORS
 // and X-Request-Id to every response, writes one access-log line per request, and keeps the
-// connection alive while the client wants. Only start(), stop() and wait() are public; they are
-// called from the main thread.
+// connection alive while the client wants. With ServerOptions::tls it speaks HTTPS instead
+// (TLS 1.2+, see tls_context.hpp), from a separate build of the same code, so the plain-HTTP
+// path does no TLS work at all. start(), stop() and wait() are called from the main thread.
 
 #include <chrono>
 #include <cstddef>
@@ -20,6 +21,11 @@
 #include "myelin/http/response.hpp"
 
 namespace myelin::http {
+
+class TlsContext;
+namespace detail {
+class ServerCore;
+}
 
 struct ServerLimits {
     std::size_t max_header_bytes = 16 * 1024;           // larger: 431
@@ -37,6 +43,9 @@ struct ServerOptions {
     unsigned threads = 0;       // network threads; 0: one per core
     ServerLimits limits;
     bool access_log = true;
+    // Native TLS: every connection does a TLS handshake (from this context, replaceable with
+    // Server::set_tls_context) before its first request. Null: plain HTTP.
+    std::shared_ptr<TlsContext> tls;
 };
 
 // What the server needs from the application. Implementations must be thread-safe: every
@@ -74,10 +83,13 @@ public:
     void wait();
     // Connections open right now.
     std::size_t open_connections() const;
+    // TLS servers only: connections accepted from now on use `context`; open ones keep the one
+    // they were accepted with. Thread-safe (called from the signal thread on SIGHUP). Fails on
+    // a plain-HTTP server or a null context.
+    Result<void> set_tls_context(std::shared_ptr<TlsContext> context);
 
 private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<detail::ServerCore> impl_;  // the plain or the TLS build (server.cpp)
 };
 
 }  // namespace myelin::http
