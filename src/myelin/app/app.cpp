@@ -218,6 +218,15 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     options.limits.request_timeout = c.limits.request_timeout;
     options.limits.idle_timeout = c.limits.idle_timeout;
     options.limits.max_connections = c.limits.max_connections;
+    options.limits.max_connections_per_address = c.limits.max_connections_per_ip;
+    // Counted like the rate limiter's per-IP buckets (IPv6 by /64); a trusted proxy, which
+    // brings every client behind it, is not capped.
+    options.limits.address_key =
+        [proxies = service::TrustedProxies(c.rate_limits.trusted_proxies)](std::string_view peer) {
+            const std::string ip = service::normalize_ip(peer);
+            if (ip.empty() || proxies.contains(ip)) return std::string();
+            return service::ip_bucket_key(ip);
+        };
     options.limits.shutdown_grace = c.limits.shutdown_grace;
     options.tls = std::move(tls);
     impl->server = std::make_unique<http::Server>(options, *impl->dispatcher);

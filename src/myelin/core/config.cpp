@@ -259,6 +259,8 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.duration("limits.request_timeout", c.limits.request_timeout, false));
     MYELIN_READ(r.duration("limits.idle_timeout", c.limits.idle_timeout, false));
     MYELIN_READ(r.integer("limits.max_connections", c.limits.max_connections, 1, 1'000'000));
+    MYELIN_READ(
+        r.integer("limits.max_connections_per_ip", c.limits.max_connections_per_ip, 0, 1'000'000));
     MYELIN_READ(r.duration("limits.shutdown_grace", c.limits.shutdown_grace, true));
     MYELIN_READ(r.boolean("rate_limits.enabled", c.rate_limits.enabled));
     MYELIN_READ(r.strings("rate_limits.trusted_proxies", c.rate_limits.trusted_proxies));
@@ -564,6 +566,10 @@ max_body_bytes = 65536
 request_timeout = "30s"
 idle_timeout = "75s"
 max_connections = 10000
+# Connections one client address (IPv6: one /64) may hold at once, so that one address cannot
+# take every slot; beyond: 429 M_LIMIT_EXCEEDED, then close. 0: no cap. The trusted_proxies of
+# [rate_limits] are exempt (every client behind them shares their address).
+max_connections_per_ip = 100
 shutdown_grace = "10s"
 
 [rate_limits]

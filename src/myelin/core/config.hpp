@@ -79,6 +79,9 @@ struct LimitsConfig {
     std::chrono::milliseconds request_timeout{30'000};
     std::chrono::milliseconds idle_timeout{75'000};
     std::size_t max_connections = 10'000;
+    // Connections one client address (IPv6: one /64) may hold at once; 0: no cap. Trusted
+    // proxies ([rate_limits] trusted_proxies) are exempt.
+    std::size_t max_connections_per_ip = 100;
     std::chrono::milliseconds shutdown_grace{10'000};
 };
 

@@ -72,6 +72,8 @@
 
 #include "myelin/core/error.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/core/utf8.hpp"
+#include "myelin/http/connection_quota.hpp"
 #include "myelin/http/cors.hpp"
 #include "myelin/http/server_core.hpp"
 
@@ -190,11 +192,6 @@ Method to_method(bhttp::verb verb) {
     }
 }
 
-// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
-// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
-// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
-// decoded path holds a NUL: such a request is answered 400 M_UNRECOGNIZED instead of reaching a
-// router that compares decoded paths.
 // Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
 bool is_plain_path(std::string_view target) {
     if (target.empty() || target.front() != '/') return false;
@@ -209,6 +206,18 @@ bool is_plain_path(std::string_view target) {
     return true;
 }
 
+// Whether a decoded piece of the target can be passed on: Matrix identifiers are UTF-8, and
+// PostgreSQL rejects malformed UTF-8 (an error) and cuts text at a NUL (another value).
+bool is_clean_text(std::string_view text) {
+    return text.find('\0') == std::string_view::npos && is_valid_utf8(text);
+}
+
+// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
+// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
+// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
+// decoded path or a decoded query key or value is not NUL-free UTF-8 (see is_clean_text): such a
+// request is answered 400 M_UNRECOGNIZED instead of reaching a router that compares decoded paths
+// and handlers that hand path and query values on to storage.
 bool parse_target(Request& request) {
     if (is_plain_path(request.target)) {  // the common case, without Boost.URL
         request.raw_path = request.target;
@@ -219,8 +228,9 @@ bool parse_target(Request& request) {
     if (!url) return false;
     request.raw_path = std::string_view(url->encoded_path());
     request.path = url->path();
-    if (request.path.find('\0') != std::string::npos) return false;
+    if (!is_clean_text(request.path)) return false;
     for (auto param : url->params()) {
+        if (!is_clean_text(param.key) || !is_clean_text(param.value)) return false;
         request.query.emplace_back(std::move(param.key), std::move(param.value));
     }
     return true;
@@ -284,6 +294,7 @@ struct Shared {
     const ServerOptions options;              // its tls moved to tls_current
     Dispatcher& dispatcher;
     std::atomic<std::size_t> open_connections{0};  // admitted, not yet destroyed
+    ConnectionQuota per_address{options.limits.max_connections_per_address};
 };
 
 // The connection's stream over an accepted socket: the socket itself, or a TLS stream on the
@@ -304,7 +315,10 @@ class Worker;
 // long as its coroutine or its watchdog needs it (shared_ptr); used only on its worker's thread.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Worker& worker, tcp::socket socket, bool admitted);
+    // `quota_key`: the per-address slot an admitted connection holds (given back when it ends);
+    // `address_full`: a rejected connection's address holds its quota (429 rather than 503).
+    Connection(Worker& worker, tcp::socket socket, bool admitted, std::string quota_key = {},
+               bool address_full = false);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
@@ -408,6 +422,8 @@ private:
     Clock::time_point deadline_ = Clock::time_point::max();
     State state_ = State::kIdle;
     const bool admitted_;
+    const std::string quota_key_;
+    const bool address_full_;
     bool timed_out_ = false;
     bool closed_ = false;
     bool forced_ = false;
@@ -445,14 +461,15 @@ private:
     void admit(tcp::socket socket);
     // Log at most once a second (with a count): a flood must not become a log flood.
     void note_accept_error(const error_code& ec);
-    void note_rejected();
+    void note_rejected(bool address_full);
     void on_grace_expired();
     std::vector<std::shared_ptr<Connection>> snapshot();
 
     Shared& shared_;
     std::unordered_set<Connection*> connections_;
     std::size_t rejecting_ = 0;
-    std::size_t rejected_unlogged_ = 0;
+    std::size_t rejected_unlogged_ = 0;          // server full: 503
+    std::size_t rejected_address_unlogged_ = 0;  // address full: 429
     Clock::time_point next_reject_log_{};
     std::size_t accept_errors_unlogged_ = 0;
     Clock::time_point next_accept_log_{};
@@ -467,20 +484,26 @@ private:
 
 // ---- Connection ----------------------------------------------------------------------------
 
-Connection::Connection(Worker& worker, tcp::socket socket, bool admitted)
+Connection::Connection(Worker& worker, tcp::socket socket, bool admitted, std::string quota_key,
+                       bool address_full)
     : worker_(worker),
       shared_(worker.shared()),
       stream_(make_stream(std::move(socket), worker.shared())),
       timer_(stream_.get_executor()),
       cancel_(std::make_shared<asio::cancellation_signal>()),
-      admitted_(admitted) {
+      admitted_(admitted),
+      quota_key_(std::move(quota_key)),
+      address_full_(address_full) {
     error_code ec;
     auto peer = this->socket().remote_endpoint(ec);  // the parameter `socket` is moved from
     remote_ip_ = ec ? std::string("-") : peer.address().to_string();
     worker_.add(this, admitted_);
 }
 
-Connection::~Connection() { worker_.remove(this, admitted_); }
+Connection::~Connection() {
+    if (admitted_) shared_.per_address.release(quota_key_);
+    worker_.remove(this, admitted_);
+}
 
 void Connection::start() {
     // The completion handler owns the connection and the cancellation signal until the
@@ -554,6 +577,10 @@ asio::awaitable<void> Connection::serve() {
         co_return;
     }
 #endif
+    // A new connection gets request_timeout to begin its first request, not the keep-alive
+    // idle_timeout: connecting and sending nothing must not hold a slot longer than a slow
+    // request can.
+    auto wait_for_request = std::min(limits.idle_timeout, limits.request_timeout);
     while (!worker_.stopping()) {
         if (buffer_.size() == 0) {
             // Read the next request's first bytes: an idle keep-alive connection holds no
@@ -562,13 +589,14 @@ asio::awaitable<void> Connection::serve() {
             // one extra system call per request.)
             state_ = State::kIdle;
             if (buffer_.capacity() > kIdleBufferKeep) buffer_.shrink_to_fit();
-            set_deadline(limits.idle_timeout);
+            set_deadline(wait_for_request);
             auto [ec, n] =
                 co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
             if (!ec) buffer_.commit(n);
             if (ec || n == 0 || timed_out_ || worker_.stopping()) break;
         }
         if (!co_await serve_one()) break;
+        wait_for_request = limits.idle_timeout;
     }
     finish();
 }
@@ -599,7 +627,13 @@ asio::awaitable<void> Connection::reject() {
     exchange.start = start;
     exchange.request.request_id = next_request_id();
     // The request is not read: answering at once keeps the cost of a flood to one small write.
-    exchange.response = error_response(errors::unavailable("Too many connections", 5));
+    if (address_full_) {
+        Error error = errors::limit_exceeded(5000);
+        error.message = "Too many connections from this address";
+        exchange.response = error_response(error);
+    } else {
+        exchange.response = error_response(errors::unavailable("Too many connections", 5));
+    }
     co_await send(exchange, kRejectTimeout, false);
     const auto left = kRejectTimeout - (Clock::now() - start);
     if (left > Clock::duration::zero()) co_await linger(left);
@@ -1008,12 +1042,28 @@ asio::awaitable<void> Worker::accept_loop() {
 void Worker::admit(tcp::socket socket) {
     error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
+    const ServerLimits& limits = shared_.options.limits;
+    // The per-address slot first: a flood from one address is refused without touching the
+    // global count.
+    std::string quota_key;
+    bool address_full = false;
+    if (limits.max_connections_per_address > 0) {
+        auto peer = socket.remote_endpoint(ec);
+        if (!ec) {
+            quota_key = peer.address().to_string();
+            if (limits.address_key) quota_key = limits.address_key(quota_key);
+        }
+        address_full = !shared_.per_address.try_acquire(quota_key);
+    }
     auto& open = shared_.open_connections;
     const bool admitted =
-        open.fetch_add(1, std::memory_order_relaxed) < shared_.options.limits.max_connections;
+        !address_full && open.fetch_add(1, std::memory_order_relaxed) < limits.max_connections;
     if (!admitted) {
-        open.fetch_sub(1, std::memory_order_relaxed);
-        note_rejected();
+        if (!address_full) {
+            open.fetch_sub(1, std::memory_order_relaxed);
+            shared_.per_address.release(quota_key);
+        }
+        note_rejected(address_full);
         if (rejecting_ >= kMaxRejecting) return;  // flood: the socket closes unanswered
         // TLS: the 503 would need a handshake first, the dearest part of a connection, at the
         // moment the server is overloaded; the socket is closed unanswered instead.
@@ -1021,9 +1071,14 @@ void Worker::admit(tcp::socket socket) {
     }
     std::shared_ptr<Connection> connection;
     try {
-        connection = std::make_shared<Connection>(*this, std::move(socket), admitted);
+        // quota_key is copied: a throwing constructor leaves it here to give back.
+        connection = std::make_shared<Connection>(*this, std::move(socket), admitted, quota_key,
+                                                  address_full);
     } catch (...) {
-        if (admitted) open.fetch_sub(1, std::memory_order_relaxed);
+        if (admitted) {
+            open.fetch_sub(1, std::memory_order_relaxed);
+            shared_.per_address.release(quota_key);
+        }
         throw;
     }
     connection->start();
@@ -1040,14 +1095,24 @@ void Worker::note_accept_error(const error_code& ec) {
     next_accept_log_ = now + std::chrono::seconds(1);
 }
 
-void Worker::note_rejected() {
-    ++rejected_unlogged_;
+void Worker::note_rejected(bool address_full) {
+    ++(address_full ? rejected_address_unlogged_ : rejected_unlogged_);
     const auto now = Clock::now();
     if (now < next_reject_log_) return;
-    log::app()->warn("HTTP: {} connection(s) refused with 503: {} connections open (limit {})",
-                     rejected_unlogged_, shared_.open_connections.load(std::memory_order_relaxed),
-                     shared_.options.limits.max_connections);
+    if (rejected_unlogged_ > 0) {
+        log::app()->warn("HTTP: {} connection(s) refused with 503: {} connections open (limit {})",
+                         rejected_unlogged_,
+                         shared_.open_connections.load(std::memory_order_relaxed),
+                         shared_.options.limits.max_connections);
+    }
+    if (rejected_address_unlogged_ > 0) {
+        log::app()->warn(
+            "HTTP: {} connection(s) refused with 429: their address holds {} connections (the "
+            "limit per address)",
+            rejected_address_unlogged_, shared_.options.limits.max_connections_per_address);
+    }
     rejected_unlogged_ = 0;
+    rejected_address_unlogged_ = 0;
     next_reject_log_ = now + std::chrono::seconds(1);
 }
 

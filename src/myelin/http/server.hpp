@@ -11,9 +11,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -33,7 +35,12 @@ struct ServerLimits {
     std::chrono::milliseconds request_timeout{30'000};  // to read one whole request: 408
     std::chrono::milliseconds idle_timeout{75'000};     // keep-alive wait for the next request
     std::chrono::milliseconds write_timeout{30'000};
-    std::size_t max_connections = 10'000;              // beyond: 503 + Retry-After, then close
+    std::size_t max_connections = 10'000;  // beyond: 503 + Retry-After, then close
+    // Connections one client address may hold at once (0: no cap); beyond: 429 M_LIMIT_EXCEEDED,
+    // then close. Addresses are grouped by address_key(peer address as text) when it is set (an
+    // empty key: never capped, e.g. a trusted reverse proxy); it runs on network threads.
+    std::size_t max_connections_per_address = 0;
+    std::function<std::string(std::string_view)> address_key;
     std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests may finish within this
 };
 

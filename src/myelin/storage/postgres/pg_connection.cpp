@@ -69,11 +69,22 @@ Error pg_error(std::string_view sqlstate, std::string_view detail, std::string_v
 
 // ---- Params -------------------------------------------------------------------------------
 
+namespace {
+
+// Text parameters travel NUL-terminated: libpq would send "a\0b" as "a". The API refuses NULs
+// in what it reads; a value that still holds one is refused here rather than stored cut short.
+Error nul_text_error() {
+    return errors::invalid_param("Text containing a NUL character cannot be stored");
+}
+
+}  // namespace
+
 Params& Params::add_int(std::int64_t value) { return add_text(std::to_string(value)); }
 
 Params& Params::add_bool(bool value) { return add_text(value ? "true" : "false"); }
 
 Params& Params::add_text(std::string_view value) {
+    if (value.find('\0') != std::string_view::npos) holds_nul_text_ = true;
     values_.emplace_back(value);
     null_.push_back(false);
     lengths_.push_back(static_cast<int>(value.size()));
@@ -264,6 +275,7 @@ Result<const std::string*> Connection::prepared(std::string_view sql, std::strin
 
 Result<Rows> Connection::query(std::string_view sql, const Params& params,
                                std::string_view operation) {
+    if (params.holds_nul_text()) return nul_text_error();
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();
@@ -281,6 +293,7 @@ Result<Rows> Connection::query(std::string_view sql, const Params& params,
 Result<void> Connection::query_each(std::string_view sql, const Params& params,
                                     const std::function<Result<void>(const Row&)>& fn,
                                     std::string_view operation) {
+    if (params.holds_nul_text()) return nul_text_error();
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();

@@ -65,6 +65,9 @@ public:
     Params& add_null();
 
     int size() const { return static_cast<int>(values_.size()); }
+    // Whether a text value holds a NUL byte: query() and query_each() refuse such parameters
+    // (400 M_INVALID_PARAM) instead of letting libpq cut the value at the NUL.
+    bool holds_nul_text() const { return holds_nul_text_; }
     // Arrays for PQexecPrepared; valid until the next add.
     std::vector<const char*> pointers() const;
     const int* lengths() const { return lengths_.data(); }
@@ -75,6 +78,7 @@ private:
     std::vector<bool> null_;
     std::vector<int> lengths_;
     std::vector<int> formats_;
+    bool holds_nul_text_ = false;
 };
 
 // One row of a binary-format result. Integer columns may be smallint, integer, bigint or boolean.
