@@ -400,6 +400,15 @@ TEST_F(PostgresDatabaseTest, PruningByAgeCanWalkTheTsIndexes) {
               std::string::npos)
         << events;
     EXPECT_EQ(events.find("Sort"), std::string::npos) << events;
+    // Expired UIA sessions (migration 5), by the same pattern.
+    std::string uia = plan(
+        "DELETE FROM uia_sessions WHERE session_id IN (SELECT session_id FROM uia_sessions "
+        "WHERE created_ts < 5 ORDER BY created_ts LIMIT 10) RETURNING finished, "
+        "registration_token");
+    EXPECT_NE(uia.find("Index Scan using uia_sessions_by_created_ts on uia_sessions"),
+              std::string::npos)
+        << uia;
+    EXPECT_EQ(uia.find("Sort"), std::string::npos) << uia;
 }
 
 }  // namespace
