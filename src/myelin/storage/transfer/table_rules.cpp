@@ -24,6 +24,9 @@ constexpr std::array kRules{
     copy("registration_tokens"),
     copy("revocation_log"),
     copy("revocation_log_pruned"),
+    // Copied (not skipped as ephemeral): an unfinished session may hold a registration-token
+    // reservation that the copied token's pending count includes.
+    copy("uia_sessions"),
     skip("schema_version", "written by the PostgreSQL migrations"),
 };
 
