@@ -2,13 +2,14 @@
 # Installs the Debian 12 packages Myelin builds, tests and benchmarks with, when any is missing.
 # Runs apt-get as root, or through sudo. Nothing is downloaded at build time. `postgresql` (the
 # server) is for the PostgreSQL storage tests: scripts/pg-test-cluster.sh starts throwaway
-# clusters from its binaries; Debian's default cluster it may create is not used.
+# clusters from its binaries; Debian's default cluster it may create is not used. `openssl` (the
+# CLI) makes the self-signed certificates of the TLS tests.
 set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
-  libsqlite3-dev libpq-dev libsodium-dev libssl-dev
+  libsqlite3-dev libpq-dev libsodium-dev libssl-dev openssl
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-jsonschema python3-yaml python3-requests python3-matrix-nio

@@ -19,6 +19,8 @@ Servers
         Example: start_server(tmp_path, tokens={"access_token_lifetime": "2s"},
                               limits={"max_header_bytes": 4096})
     MyelinServer: .base .port .config_path .data_dir .workdir .proc .log_path .config (dict)
+        .tls_certificate .verify()   (native TLS: [listen] tls_certificate set, relative to the
+        server's folder; .base is then https:// and requests verify against that file)
         .url(path) .request(method, path, **requests_kwargs) .get/.post/.put/.delete/.options
         .stop(expect_exit=0, timeout=15) -> exit code   (SIGTERM; expect_exit=None: don't check)
         .kill() (SIGKILL)   .restart(**start_kwargs)   .start(wait=True)   .wait_healthy()
@@ -32,8 +34,10 @@ Backend
     scripts/pg-test-cluster.sh) makes default_config() point every server at a fresh database of
     its own on that cluster instead of SQLite under data/. backend() -> "sqlite" | "postgres".
     ctest runs the suite both ways (integration, integration_postgres). A test that checks the
-    SQLite file itself is marked skip_on_postgres(reason); tests that look into the database use
-    these, on either backend:
+    SQLite file itself is marked skip_on_postgres(reason); one that needs both backends at once
+    (the SQLite to PostgreSQL copy) is marked only_on_postgres(reason) and runs once, in
+    integration_postgres; fresh_postgres_url() makes it a database. Tests that look into the
+    database use these, on either backend:
     db_query(server, sql, params=()) -> list of tuples   (one statement, "?" placeholders)
     db_execute(server, sql, param_rows=((),))            (the statement once per row, one
                                                           transaction)
@@ -162,6 +166,16 @@ def skip_on_postgres(reason: str):
     import pytest  # only test modules need it; the harness works without pytest loaded
 
     return pytest.mark.skipif(backend() == "postgres", reason=f"SQLite only: {reason}")
+
+
+def only_on_postgres(reason: str):
+    """A pytest mark for a test that needs the PostgreSQL cluster as well as SQLite: it runs in
+    the postgres run of the suite (integration_postgres) and skips in the SQLite one; `reason`
+    names what it checks."""
+    import pytest
+
+    return pytest.mark.skipif(backend() != "postgres",
+                              reason=f"runs in integration_postgres: {reason}")
 
 
 def _pg_literal(value: Any) -> str:
@@ -343,7 +357,13 @@ class MyelinServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.port: int = int(config["listen"]["port"])
-        self.base = f"http://{LOCAL}:{self.port}"
+        # Native TLS ([listen] tls_certificate): https, verified against that (self-signed)
+        # certificate, read anew for each request so that a reloaded certificate is trusted.
+        tls_certificate = config["listen"].get("tls_certificate")
+        self.tls_certificate: Path | None = (
+            (self.workdir / tls_certificate) if tls_certificate else None)
+        scheme = "https" if self.tls_certificate else "http"
+        self.base = f"{scheme}://{LOCAL}:{self.port}"
         self.config_path = self.workdir / "homeserver.toml"
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "myelin.stderr.log"
@@ -403,7 +423,7 @@ class MyelinServer:
                                      f"\n--- log ---\n{self.log_tail()}")
             try:
                 with _http_session() as session:  # closed at once: holds no connection
-                    r = session.get(self.base + "/health", timeout=1.0)
+                    r = session.get(self.base + "/health", timeout=1.0, verify=self.verify())
                 if r.status_code == 200:
                     return
                 last = f"status {r.status_code}: {r.text[:200]}"
@@ -496,6 +516,10 @@ class MyelinServer:
             time.sleep(0.05)
 
     # -- HTTP -----------------------------------------------------------------------------
+    def verify(self) -> str | bool:
+        """requests' `verify=`: the server's certificate file with native TLS, else True."""
+        return str(self.tls_certificate) if self.tls_certificate else True
+
     def url(self, path: str) -> str:
         return self.base + (path if path.startswith("/") else "/" + path)
 
@@ -503,6 +527,7 @@ class MyelinServer:
         """One request on a fresh connection (closed afterwards); default timeout 10 s.
         `json=`, `data=`, `headers=`, `params=` as in requests."""
         kwargs.setdefault("timeout", 10)
+        kwargs.setdefault("verify", self.verify())
         with _http_session() as s:
             return s.request(method, self.url(path), **kwargs)
 

@@ -103,6 +103,34 @@ TEST(PostgresConnection, SynchronousCommitFollowsTheSetting) {
     }
 }
 
+TEST(PostgresConnection, TextWithANulIsRefusedNotCutShort) {
+    // libpq sends text parameters NUL-terminated: "a\0b" would arrive as "a".
+    MYELIN_REQUIRE_POSTGRES();
+    PostgresTestDatabase pgdb;
+    const PostgresOptions o = pgdb.options();
+    pg::ConnectionSettings settings;
+    settings.host = o.host;
+    settings.port = o.port;
+    settings.user = o.user;
+    settings.password = o.password;
+    settings.dbname = o.dbname;
+    auto conn = pg::Connection::open(settings);
+    ASSERT_TRUE(conn) << conn.error().message;
+    const std::string with_nul("a\0b", 3);
+    auto rows = (*conn)->query("SELECT $1::text", pg::Params{}.add_text(with_nul));
+    ASSERT_FALSE(rows);
+    EXPECT_EQ(rows.error().status, 400);
+    EXPECT_EQ(rows.error().errcode, "M_INVALID_PARAM");
+    auto each = (*conn)->query_each("SELECT $1::text", pg::Params{}.add_text(with_nul),
+                                    [](const pg::Row&) -> Result<void> { return {}; });
+    ASSERT_FALSE(each);
+    EXPECT_EQ(each.error().status, 400);
+    // The connection is still usable.
+    auto ok = (*conn)->query("SELECT $1::text", pg::Params{}.add_text("a"));
+    ASSERT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(ok->row(0).column_text(0), "a");
+}
+
 TEST_F(PostgresDatabaseTest, AWrongPasswordIsA503ThatNeverShowsThePassword) {
     PostgresOptions options = pgdb_->options();
     options.password = "not-the-password-4711";
@@ -504,6 +532,15 @@ TEST_F(PostgresDatabaseTest, PruningByAgeCanWalkTheTsIndexes) {
               std::string::npos)
         << events;
     EXPECT_EQ(events.find("Sort"), std::string::npos) << events;
+    // Expired UIA sessions (migration 5), by the same pattern.
+    std::string uia = plan(
+        "DELETE FROM uia_sessions WHERE session_id IN (SELECT session_id FROM uia_sessions "
+        "WHERE created_ts < 5 ORDER BY created_ts LIMIT 10) RETURNING finished, "
+        "registration_token");
+    EXPECT_NE(uia.find("Index Scan using uia_sessions_by_created_ts on uia_sessions"),
+              std::string::npos)
+        << uia;
+    EXPECT_EQ(uia.find("Sort"), std::string::npos) << uia;
 }
 
 }  // namespace

@@ -50,9 +50,9 @@ TEST_F(PostgresMigrations, CreateTheSchemaAndRecordTheVersion) {
     auto tables = pgdb_->query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
     std::set<std::string> names(tables.begin(), tables.end());
-    for (const char* table :
-         {"schema_version", "users", "devices", "sessions", "access_tokens", "refresh_tokens",
-          "security_events", "registration_tokens", "revocation_log", "revocation_log_pruned"}) {
+    for (const char* table : {"schema_version", "users", "devices", "sessions", "access_tokens",
+                              "refresh_tokens", "security_events", "registration_tokens",
+                              "revocation_log", "revocation_log_pruned", "uia_sessions"}) {
         EXPECT_TRUE(names.count(table)) << "missing table " << table;
     }
     auto indexes = pgdb_->query("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'");
@@ -60,7 +60,7 @@ TEST_F(PostgresMigrations, CreateTheSchemaAndRecordTheVersion) {
     for (const char* index :
          {"sessions_by_user_device", "access_tokens_by_session", "refresh_tokens_by_session",
           "refresh_tokens_sealed_by_session", "security_events_by_user", "revocation_log_by_ts",
-          "security_events_by_ts"}) {
+          "security_events_by_ts", "uia_sessions_by_created_ts"}) {
         EXPECT_TRUE(index_names.count(index)) << "missing index " << index;
     }
     EXPECT_EQ(pgdb_->query("SELECT string_agg(version::text, ',' ORDER BY version) "

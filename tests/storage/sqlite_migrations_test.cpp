@@ -53,13 +53,14 @@ TEST(SqliteMigrations, CreateTheSchemaAndRecordTheVersion) {
     std::set<std::string> names(tables.begin(), tables.end());
     for (const char* table :
          {"schema_version", "users", "devices", "sessions", "access_tokens", "refresh_tokens",
-          "security_events", "registration_tokens", "revocation_log"}) {
+          "security_events", "registration_tokens", "revocation_log", "uia_sessions"}) {
         EXPECT_TRUE(names.count(table)) << "missing table " << table;
     }
     auto indexes = query_column(path, "SELECT name FROM sqlite_master WHERE type = 'index'");
     std::set<std::string> index_names(indexes.begin(), indexes.end());
-    for (const char* index : {"sessions_by_user_device", "access_tokens_by_session",
-                              "refresh_tokens_by_session", "security_events_by_user"}) {
+    for (const char* index :
+         {"sessions_by_user_device", "access_tokens_by_session", "refresh_tokens_by_session",
+          "security_events_by_user", "uia_sessions_by_created_ts"}) {
         EXPECT_TRUE(index_names.count(index)) << "missing index " << index;
     }
     // One row per applied migration: 1, 2, ... up to the build's version.
@@ -231,9 +232,9 @@ TEST(SqliteMigrations, NewTablesAreStrict) {
     auto strict = query_column(path,
                                "SELECT name FROM pragma_table_list WHERE strict = 1 AND name IN "
                                "('registration_tokens', 'revocation_log', "
-                               "'revocation_log_pruned') ORDER BY name");
+                               "'revocation_log_pruned', 'uia_sessions') ORDER BY name");
     EXPECT_EQ(strict, (std::vector<std::string>{"registration_tokens", "revocation_log",
-                                                "revocation_log_pruned"}));
+                                                "revocation_log_pruned", "uia_sessions"}));
     // uses_allowed stays NULL-able: NULL is "unlimited", distinct from 0.
     query_column(path,
                  "INSERT INTO registration_tokens (token, uses_allowed, created_ts) "

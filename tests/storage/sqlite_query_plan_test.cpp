@@ -93,7 +93,7 @@ TEST(SqliteQueryPlan, FollowingTheRevocationLogSeeksByItsId) {
 }
 
 // Housekeeping prunes by age, a batch at a time, from tables that hold months of rows: each
-// prune must walk the ts index from its oldest end, never scan the table (migration 4).
+// prune must walk the ts index from its oldest end, never scan the table (migrations 4 and 5).
 TEST(SqliteQueryPlan, PruningByAgeWalksTheTsIndexes) {
     MigratedFile file;
     sqlite3* raw = file.raw();
@@ -110,6 +110,16 @@ TEST(SqliteQueryPlan, PruningByAgeWalksTheTsIndexes) {
                    "DELETE FROM security_events WHERE id IN (SELECT id FROM security_events "
                    "WHERE ts < 5 ORDER BY ts LIMIT 10)");
     EXPECT_NE(plan.find("USING COVERING INDEX security_events_by_ts (ts<?)"), std::string::npos)
+        << plan;
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+    // Expired UIA sessions (migration 5; kPruneUiaSessions).
+    plan = plan_of(raw,
+                   "DELETE FROM uia_sessions WHERE session_id IN (SELECT session_id FROM "
+                   "uia_sessions WHERE created_ts < 5 ORDER BY created_ts LIMIT 10) RETURNING "
+                   "finished, registration_token");
+    EXPECT_NE(plan.find("USING COVERING INDEX uia_sessions_by_created_ts (created_ts<?)"),
+              std::string::npos)
         << plan;
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;

@@ -3,7 +3,7 @@
 // The check both backends' upgrade tests run on a database migrated from an older schema that
 // held the session 1 of "@old:x" with an access token whose hash is all zero bytes: the old rows
 // are still found, and the tables of later migrations work (registration tokens, the revocation
-// log).
+// log, UIA sessions).
 //
 // expect_old_log_rows_prunable: for a database upgraded from version 3 that held the security
 // events of "@old:x" at ts 100 and 900 and revocation log entries 1 (ts 100) and 2 (ts 900):
@@ -39,6 +39,21 @@ inline void expect_old_rows_and_new_tables(Database& db) {
     ASSERT_TRUE(log);
     ASSERT_EQ(log->size(), 1u);
     EXPECT_EQ((*log)[0].user_id, "@old:x");
+
+    auto uia = write_sync<std::optional<UiaSessionRecord>>(
+        db, [](WriteTxn& txn) -> Result<std::optional<UiaSessionRecord>> {
+            UiaSessionRecord s;
+            s.session_id = "upgraded";
+            s.endpoint = "POST /register";
+            s.flows = {{"m.login.dummy"}};
+            s.registration = true;
+            s.created_ts = 30;
+            if (auto r = txn.insert_uia_session(s); !r) return r.error();
+            return txn.finish_uia_session("upgraded", 0);
+        });
+    ASSERT_TRUE(uia) << uia.error().message;
+    ASSERT_TRUE(uia->has_value());
+    EXPECT_TRUE((*uia)->finished);
 }
 
 inline void expect_old_log_rows_prunable(Database& db) {

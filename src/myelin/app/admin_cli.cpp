@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 
 #include "myelin/api/admin/admin_json.hpp"
+#include "myelin/app/migrate_command.hpp"
 #include "myelin/app/open_database.hpp"
 #include "myelin/auth/password_hasher.hpp"
 #include "myelin/auth/server_secret.hpp"
@@ -52,6 +53,7 @@ struct AdminArgs {
     CLI::App* token_list = nullptr;
     CLI::App* token_delete = nullptr;
     CLI::App* security_events = nullptr;
+    CLI::App* migrate = nullptr;
 
     std::string user;  // USER or LOCALPART
     std::string device;
@@ -62,6 +64,9 @@ struct AdminArgs {
     std::int64_t uses = -1;  // -1: unlimited
     std::string expires;
     int limit = 50;
+    std::string from;           // migrate-sqlite-to-postgres: the SQLite file
+    std::string to;             // ... the PostgreSQL URL
+    std::string password_file;  // ... the file holding its password
 };
 
 namespace {
@@ -467,6 +472,15 @@ AdminCli::AdminCli(CLI::App& cli) : args_(std::make_unique<AdminArgs>()) {
     a.security_events->add_option("USER", a.user, "Localpart or user ID")->required();
     a.security_events->add_option("--limit", a.limit, "Most events shown (default 50)");
     add_common(a.security_events, a);
+
+    a.migrate = admin_->add_subcommand(
+        "migrate-sqlite-to-postgres",
+        "Copy a SQLite database (server stopped) into an empty PostgreSQL database");
+    a.migrate->add_option("--from", a.from, "The SQLite database file")->required();
+    a.migrate->add_option("--to", a.to, "postgresql://user[:password]@host[:port]/db")->required();
+    a.migrate->add_option("--password-file", a.password_file,
+                          "A file whose first line is the PostgreSQL password");
+    a.migrate->add_flag("--json", a.json, "Print one JSON object instead of text");
 }
 
 AdminCli::~AdminCli() = default;
@@ -478,6 +492,13 @@ int AdminCli::run() {
     // Service logs (warnings and errors only) go to stderr; stdout carries the answer.
     log::init("warn");
     int rc = kExitUsage;
+    if (a.migrate->parsed()) {
+        // Needs no config: both databases are named on the command line.
+        MigrateArgs m{a.from, a.to, a.password_file, a.json};
+        rc = run_migrate(m);
+        log::shutdown();
+        return rc;
+    }
     {
         AdminContext ctx;
         rc = open_context(a, ctx);

@@ -13,6 +13,8 @@
 //   registration-token list
 //   registration-token delete TOKEN
 //   security-events USER [--limit N]
+//   migrate-sqlite-to-postgres --from FILE --to URL [--password-file FILE]
+//                                        (no config; see app/migrate_command.hpp)
 //
 // Each takes --config FILE (or MYELIN_CONFIG) and --json (one JSON object on stdout instead of
 // human-readable lines). USER is a localpart or a full user ID of this server. Exit statuses:

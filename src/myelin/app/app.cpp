@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -24,6 +25,7 @@
 #include "myelin/core/log.hpp"
 #include "myelin/core/metrics.hpp"
 #include "myelin/http/server.hpp"
+#include "myelin/http/tls_context.hpp"
 #include "myelin/service/account_service.hpp"
 #include "myelin/service/activity_tracker.hpp"
 #include "myelin/service/admin_service.hpp"
@@ -107,6 +109,41 @@ Result<void> ensure_private_dir(const std::filesystem::path& dir) {
     return {};
 }
 
+// Loads [listen]'s certificate and key; the error starts "config key" (exit status 2).
+Result<std::shared_ptr<http::TlsContext>> load_tls(const ListenConfig& listen) {
+    auto context = http::TlsContext::load(listen.tls_certificate, listen.tls_private_key);
+    if (!context) return context.error();
+    log::app()->info("TLS certificate: {}", (*context)->summary());
+    if ((*context)->expired()) {
+        log::app()->warn(
+            "the TLS certificate in {} is expired or not yet valid: clients will "
+            "refuse it",
+            listen.tls_certificate.string());
+    }
+    return context;
+}
+
+// SIGHUP: reads the certificate and key again. New connections use them; open connections keep
+// theirs. A file that fails the checks leaves the running certificate in place (logged).
+void reload_tls(const Config& config, http::Server& server) {
+    if (!config.listen.tls()) {
+        log::app()->info("SIGHUP received: nothing to reload (the listener speaks plain HTTP)");
+        return;
+    }
+    log::app()->info("SIGHUP received: reloading the TLS certificate and key");
+    auto context = load_tls(config.listen);
+    if (!context) {
+        log::app()->error("TLS certificate not reloaded, the previous one stays in use: {}",
+                          context.error().message);
+        return;
+    }
+    if (auto r = server.set_tls_context(std::move(*context)); !r) {
+        log::app()->error("TLS certificate not reloaded: {}", r.error().message);
+        return;
+    }
+    log::app()->info("TLS certificate reloaded; new connections use it");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<App>> App::create(Config config) {
@@ -114,6 +151,12 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     auto impl = std::make_unique<Impl>();
     impl->config = std::move(config);
     const Config& c = impl->config;
+    std::shared_ptr<http::TlsContext> tls;
+    if (c.listen.tls()) {  // first: a bad certificate is a config error, nothing is created yet
+        auto loaded = load_tls(c.listen);
+        if (!loaded) return loaded.error();
+        tls = std::move(*loaded);
+    }
     if (auto r = ensure_private_dir(c.key_file.parent_path()); !r) return r.error();
 
     auto secret = auth::load_or_create_server_secret(c.key_file);
@@ -201,7 +244,17 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     options.limits.request_timeout = c.limits.request_timeout;
     options.limits.idle_timeout = c.limits.idle_timeout;
     options.limits.max_connections = c.limits.max_connections;
+    options.limits.max_connections_per_address = c.limits.max_connections_per_ip;
+    // Counted like the rate limiter's per-IP buckets (IPv6 by /64); a trusted proxy, which
+    // brings every client behind it, is not capped.
+    options.limits.address_key =
+        [proxies = service::TrustedProxies(c.rate_limits.trusted_proxies)](std::string_view peer) {
+            const std::string ip = service::normalize_ip(peer);
+            if (ip.empty() || proxies.contains(ip)) return std::string();
+            return service::ip_bucket_key(ip);
+        };
     options.limits.shutdown_grace = c.limits.shutdown_grace;
+    options.tls = std::move(tls);
     impl->server = std::make_unique<http::Server>(options, *impl->dispatcher);
     if (c.metrics.enabled) {
         auth::TokenCache* cache = &impl->cache;
@@ -230,6 +283,8 @@ Result<void> App::run() {
     auto& impl = *impl_;
     boost::asio::io_context signals_context;
     boost::asio::signal_set signals(signals_context, SIGINT, SIGTERM);
+    // Caught whether or not TLS is on: SIGHUP's default action would end the server.
+    boost::asio::signal_set hangups(signals_context, SIGHUP);
     if (impl.metrics_server) {
         if (auto r = impl.metrics_server->start(); !r) {
             return errors::internal(
@@ -250,15 +305,22 @@ Result<void> App::run() {
     if (impl.shared_rate_limits) impl.shared_rate_limits->start();
     impl.activity->start();
     impl.housekeeping->start();
-    log::app()->info("myelin {} serving {} on http://{}:{} (storage: {})", MYELIN_VERSION,
-                     impl.config.server_name, impl.config.listen.address, impl.server->port(),
-                     impl.db->backend_name());
+    log::app()->info("myelin {} serving {} on {}://{}:{} (storage: {})", MYELIN_VERSION,
+                     impl.config.server_name, impl.config.listen.tls() ? "https" : "http",
+                     impl.config.listen.address, impl.server->port(), impl.db->backend_name());
     signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
         log::app()->info("signal {} received: shutting down", signal_number);
         impl.server->stop();
         if (impl.metrics_server) impl.metrics_server->stop();
     });
+    std::function<void(const boost::system::error_code&, int)> on_hangup =
+        [&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            reload_tls(impl.config, *impl.server);
+            hangups.async_wait(on_hangup);
+        };
+    hangups.async_wait(on_hangup);
     std::thread signal_thread([&] { signals_context.run(); });
     impl.server->wait();
     if (impl.metrics_server) impl.metrics_server->wait();

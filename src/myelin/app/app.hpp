@@ -2,7 +2,8 @@
 
 // The running homeserver: wires configuration → storage → services → routes → HTTP server,
 // serves until SIGINT/SIGTERM, then shuts down in order (stop accepting, drain in-flight
-// requests, stop the hashing pool, close storage). Used from the main thread only.
+// requests, stop the hashing pool, close storage). SIGHUP re-reads the TLS certificate and key
+// ([listen] tls_certificate, tls_private_key). Used from the main thread only.
 
 #include <memory>
 

@@ -10,6 +10,7 @@
 #include "myelin/app/app.hpp"
 #include "myelin/core/config.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/http/tls_context.hpp"
 
 namespace myelin::app {
 namespace {
@@ -64,6 +65,18 @@ int check(const std::string& path) {
     Config config;
     if (int rc = load(path, config); rc != 0) return rc;
     for (const auto& warning : config_warnings(config)) std::cerr << "warning: " << warning << "\n";
+    if (config.listen.tls()) {
+        auto tls =
+            http::TlsContext::load(config.listen.tls_certificate, config.listen.tls_private_key);
+        if (!tls) {
+            std::cerr << "myelin: " << path << ": " << tls.error().message << "\n";
+            return kExitConfig;
+        }
+        if ((*tls)->expired()) {
+            std::cerr << "warning: the TLS certificate is expired or not yet valid\n";
+        }
+        std::cout << "TLS certificate: " << (*tls)->summary() << "\n";
+    }
     std::cout << "config OK: " << path << "\n";
     return 0;
 }

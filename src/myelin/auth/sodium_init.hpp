@@ -1,15 +1,12 @@
 #pragma once
 
-// One-time libsodium initialisation. Every auth module calls ensure_sodium() before its first
-// libsodium call; the application also calls it once at start-up.
-//
-// Thread-safety: safe to call from any thread, any number of times.
+// auth/ keeps calling ensure_sodium() by its old name; the function lives in core/ so that
+// events/ (which does not depend on auth/) shares the same once-flag.
+
+#include "myelin/core/sodium_init.hpp"
 
 namespace myelin::auth {
 
-// Initialises libsodium exactly once (std::call_once around sodium_init()). Cheap after the
-// first call. Throws std::runtime_error if libsodium cannot initialise (no usable randomness
-// source): that is an environment failure the server cannot run without.
-void ensure_sodium();
+using ::myelin::ensure_sodium;
 
 }  // namespace myelin::auth

@@ -223,6 +223,10 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.string("listen.address", c.listen.address));
     MYELIN_READ(r.integer("listen.port", c.listen.port, 0, 65535));
     MYELIN_READ(r.integer("listen.threads", c.listen.threads, 0, 256));
+    std::string tls_certificate;
+    std::string tls_private_key;
+    MYELIN_READ(r.string("listen.tls_certificate", tls_certificate));
+    MYELIN_READ(r.string("listen.tls_private_key", tls_private_key));
     MYELIN_READ(r.string("database.url", c.database.url));
     MYELIN_READ(r.integer("database.reader_threads", c.database.reader_threads, 1, 64));
     std::string password_file;
@@ -255,6 +259,8 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.duration("limits.request_timeout", c.limits.request_timeout, false));
     MYELIN_READ(r.duration("limits.idle_timeout", c.limits.idle_timeout, false));
     MYELIN_READ(r.integer("limits.max_connections", c.limits.max_connections, 1, 1'000'000));
+    MYELIN_READ(
+        r.integer("limits.max_connections_per_ip", c.limits.max_connections_per_ip, 0, 1'000'000));
     MYELIN_READ(r.duration("limits.shutdown_grace", c.limits.shutdown_grace, true));
     MYELIN_READ(r.boolean("rate_limits.enabled", c.rate_limits.enabled));
     MYELIN_READ(r.strings("rate_limits.trusted_proxies", c.rate_limits.trusted_proxies));
@@ -347,8 +353,22 @@ Result<void> read_all(Reader& r, Config& c) {
     } else {
         c.key_file = c.config_dir / "myelin.key";
     }
+    if (tls_certificate.empty() != tls_private_key.empty()) {
+        return config_error(fmt::format(
+            "config key '{}' is set but '{}' is not; expected both (native TLS) or neither "
+            "(plain HTTP)",
+            tls_certificate.empty() ? "listen.tls_private_key" : "listen.tls_certificate",
+            tls_certificate.empty() ? "listen.tls_certificate" : "listen.tls_private_key"));
+    }
+    if (!tls_certificate.empty()) {
+        std::filesystem::path cert(tls_certificate);
+        std::filesystem::path key(tls_private_key);
+        c.listen.tls_certificate = cert.is_absolute() ? cert : c.config_dir / cert;
+        c.listen.tls_private_key = key.is_absolute() ? key : c.config_dir / key;
+    }
     if (c.public_baseurl.empty()) {
-        c.public_baseurl = fmt::format("http://{}:{}/", c.listen.address, c.listen.port);
+        c.public_baseurl = fmt::format("{}://{}:{}/", c.listen.tls() ? "https" : "http",
+                                       c.listen.address, c.listen.port);
     } else if (c.public_baseurl.rfind("http://", 0) != 0 &&
                c.public_baseurl.rfind("https://", 0) != 0) {
         return config_error(fmt::format(
@@ -468,6 +488,7 @@ std::string default_config_text() {
 # The domain part of every user ID (@alice:<server_name>). Cannot change later.
 server_name = "localhost"
 # The URL clients use to reach this server; served in /.well-known/matrix/client and /login.
+# (Empty: http://<listen.address>:<listen.port>/, https:// with native TLS.)
 public_baseurl = "http://127.0.0.1:8008/"
 
 [listen]
@@ -475,6 +496,13 @@ address = "127.0.0.1"
 port = 8008
 # Network threads; 0: one per CPU core.
 threads = 0
+# Native TLS (HTTPS) on this listener instead of plain HTTP. The default, and the recommended
+# setup, is plain HTTP on 127.0.0.1 behind a reverse proxy that terminates TLS. To serve HTTPS
+# directly, set both: a PEM certificate chain (the server's certificate first, then its
+# intermediates) and its PEM private key, which must not be readable by others (chmod o-rwx).
+# TLS 1.2 and 1.3 only. SIGHUP re-reads both files; open connections keep the old certificate.
+# tls_certificate = "/etc/myelin/tls/fullchain.pem"
+# tls_private_key = "/etc/myelin/tls/privkey.pem"
 
 [database]
 # "sqlite:PATH" (embedded, the default) or "postgresql://user[:password]@host[:port]/db"
@@ -538,6 +566,10 @@ max_body_bytes = 65536
 request_timeout = "30s"
 idle_timeout = "75s"
 max_connections = 10000
+# Connections one client address (IPv6: one /64) may hold at once, so that one address cannot
+# take every slot; beyond: 429 M_LIMIT_EXCEEDED, then close. 0: no cap. The trusted_proxies of
+# [rate_limits] are exempt (every client behind them shares their address).
+max_connections_per_ip = 100
 shutdown_grace = "10s"
 
 [rate_limits]

@@ -21,6 +21,12 @@ struct ListenConfig {
     std::string address = "127.0.0.1";
     std::uint16_t port = 8008;
     unsigned threads = 0;  // network threads; 0: one per core
+    // Native TLS on this listener: both set (resolved against the config's folder) or neither
+    // (plain HTTP, for a reverse proxy). The files themselves are read and checked by
+    // http::TlsContext::load, at start, by check-config and on SIGHUP.
+    std::filesystem::path tls_certificate;  // PEM: the certificate, then any intermediates
+    std::filesystem::path tls_private_key;  // PEM; must not be accessible by others
+    bool tls() const { return !tls_certificate.empty(); }
 };
 
 struct DatabaseConfig {
@@ -73,6 +79,9 @@ struct LimitsConfig {
     std::chrono::milliseconds request_timeout{30'000};
     std::chrono::milliseconds idle_timeout{75'000};
     std::size_t max_connections = 10'000;
+    // Connections one client address (IPv6: one /64) may hold at once; 0: no cap. Trusted
+    // proxies ([rate_limits] trusted_proxies) are exempt.
+    std::size_t max_connections_per_ip = 100;
     std::chrono::milliseconds shutdown_grace{10'000};
 };
 

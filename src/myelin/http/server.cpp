@@ -3,13 +3,24 @@
 // Layout: small helpers (request ids, request conversion, server-made error answers), then
 // Connection (one per accepted socket: the session coroutine, its deadline watchdog, the answers
 // to requests that break a limit), Worker (one io_context, its SO_REUSEPORT acceptor and the
-// shutdown sequence of its connections) and Server::Impl (binding, threads, stop/wait).
+// shutdown sequence of its connections) and Core (binding, threads, stop/wait).
+//
+// Plain HTTP and native TLS: this file is compiled twice. On its own it is the plain-HTTP server
+// (Stream = tcp::socket); tls_server.cpp includes it with MYELIN_HTTP_SERVER_TLS = 1 for the
+// HTTPS server (Stream = TlsStream: a handshake first, the connection's TlsContext kept alive).
+// Each build has its own anonymous namespace and only one kind of connection, so the plain
+// path's code is exactly what it would be without TLS (one translation unit with both would
+// change the compiler's inlining of the shared helpers). Server picks one build's Core.
 //
 // Threading: a Connection and its Worker are only touched on that worker's thread, so they need
-// no locks. Cross-thread state is Shared::open_connections (atomic) and Server::Impl's
-// lifecycle, guarded by its mutex; stop() reaches the workers by posting to their io_contexts.
-// Network errors are values (as_tuple); exceptions are only expected from the Dispatcher and are
-// caught around it.
+// no locks. Cross-thread state is Shared::open_connections (atomic), Shared's TLS context and
+// Core's lifecycle, guarded by its mutex; stop() reaches the workers by posting to their
+// io_contexts. Network errors are values (as_tuple); exceptions are only expected from the
+// Dispatcher and are caught around it.
+
+#ifndef MYELIN_HTTP_SERVER_TLS
+#define MYELIN_HTTP_SERVER_TLS 0  // tls_server.cpp sets it to 1
+#endif
 
 #include "myelin/http/server.hpp"
 
@@ -61,7 +72,17 @@
 
 #include "myelin/core/error.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/core/utf8.hpp"
+#include "myelin/http/connection_quota.hpp"
 #include "myelin/http/cors.hpp"
+#include "myelin/http/server_core.hpp"
+
+#if MYELIN_HTTP_SERVER_TLS
+#include <boost/asio/ssl/stream_base.hpp>
+
+#include "myelin/http/tls_context.hpp"
+#include "myelin/http/tls_stream.hpp"
+#endif
 
 namespace myelin::http {
 namespace {
@@ -74,6 +95,14 @@ using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+// This build's connections: TLS (tls_server.cpp) or plain (server.cpp).
+constexpr bool kTls = MYELIN_HTTP_SERVER_TLS != 0;
+#if MYELIN_HTTP_SERVER_TLS
+using Stream = TlsStream;
+#else
+using Stream = tcp::socket;
+#endif
 
 // After an accept error (EMFILE, ENOBUFS...) the acceptor waits this long before trying again,
 // so a descriptor shortage does not spin the thread.
@@ -163,11 +192,6 @@ Method to_method(bhttp::verb verb) {
     }
 }
 
-// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
-// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
-// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
-// decoded path holds a NUL: such a request is answered 400 M_UNRECOGNIZED instead of reaching a
-// router that compares decoded paths.
 // Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
 bool is_plain_path(std::string_view target) {
     if (target.empty() || target.front() != '/') return false;
@@ -182,6 +206,18 @@ bool is_plain_path(std::string_view target) {
     return true;
 }
 
+// Whether a decoded piece of the target can be passed on: Matrix identifiers are UTF-8, and
+// PostgreSQL rejects malformed UTF-8 (an error) and cuts text at a NUL (another value).
+bool is_clean_text(std::string_view text) {
+    return text.find('\0') == std::string_view::npos && is_valid_utf8(text);
+}
+
+// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
+// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
+// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
+// decoded path or a decoded query key or value is not NUL-free UTF-8 (see is_clean_text): such a
+// request is answered 400 M_UNRECOGNIZED instead of reaching a router that compares decoded paths
+// and handlers that hand path and query values on to storage.
 bool parse_target(Request& request) {
     if (is_plain_path(request.target)) {  // the common case, without Boost.URL
         request.raw_path = request.target;
@@ -192,8 +228,9 @@ bool parse_target(Request& request) {
     if (!url) return false;
     request.raw_path = std::string_view(url->encoded_path());
     request.path = url->path();
-    if (request.path.find('\0') != std::string::npos) return false;
+    if (!is_clean_text(request.path)) return false;
     for (auto param : url->params()) {
+        if (!is_clean_text(param.key) || !is_clean_text(param.value)) return false;
         request.query.emplace_back(std::move(param.key), std::move(param.value));
     }
     return true;
@@ -237,31 +274,60 @@ void log_escaped_exception(const std::exception_ptr& e) {
 
 // State shared by every worker of one Server.
 struct Shared {
-    Shared(ServerOptions o, Dispatcher& d) : options(std::move(o)), dispatcher(d) {}
+    Shared(ServerOptions o, Dispatcher& d)
+        : tls_current(std::exchange(o.tls, nullptr)), options(std::move(o)), dispatcher(d) {}
 
-    const ServerOptions options;
+    // TLS: the context new connections are created from (any thread; SIGHUP replaces it).
+    std::shared_ptr<TlsContext> tls_context() {
+        std::lock_guard lock(tls_mutex);
+        return tls_current;
+    }
+    void set_tls_context(std::shared_ptr<TlsContext> context) {
+        std::lock_guard lock(tls_mutex);
+        tls_current.swap(context);
+        // The previous context goes with `context`; connections accepted with it hold their own
+        // references.
+    }
+
+    std::mutex tls_mutex;
+    std::shared_ptr<TlsContext> tls_current;  // guarded by tls_mutex; null for plain HTTP
+    const ServerOptions options;              // its tls moved to tls_current
     Dispatcher& dispatcher;
     std::atomic<std::size_t> open_connections{0};  // admitted, not yet destroyed
+    ConnectionQuota per_address{options.limits.max_connections_per_address};
 };
+
+// The connection's stream over an accepted socket: the socket itself, or a TLS stream on the
+// current context.
+Stream make_stream(tcp::socket socket, [[maybe_unused]] Shared& shared) {
+#if MYELIN_HTTP_SERVER_TLS
+    return Stream(std::move(socket), shared.tls_context());
+#else
+    return socket;
+#endif
+}
 
 class Worker;
 
-// One accepted socket. Admitted connections run serve(): keep-alive requests until the client
-// closes, a limit is broken or the server stops. Rejected ones (over max_connections) run
-// reject(): one 503, then close. Lives as long as its coroutine or its watchdog needs it
-// (shared_ptr); used only on its worker's thread.
+// One accepted socket. Admitted connections run serve(): (TLS: the handshake, then) keep-alive
+// requests until the client closes, a limit is broken or the server stops. Rejected ones (over
+// max_connections) run reject(): one 503, then close (plain HTTP only: see Worker::admit). Lives as
+// long as its coroutine or its watchdog needs it (shared_ptr); used only on its worker's thread.
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
-    Connection(Worker& worker, tcp::socket socket, bool admitted);
+    // `quota_key`: the per-address slot an admitted connection holds (given back when it ends);
+    // `address_full`: a rejected connection's address holds its quota (429 rather than 503).
+    Connection(Worker& worker, tcp::socket socket, bool admitted, std::string quota_key = {},
+               bool address_full = false);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
     // Spawns the session coroutine on the worker's io_context.
     void start();
-    // The server began to stop: a connection waiting for its next request, or only draining
-    // before close, is closed now; one busy with a request finishes it (answering with
-    // Connection: close) and then ends.
+    // The server began to stop: a connection waiting for its next request (or its TLS
+    // handshake), or only draining before close, is closed now; one busy with a request finishes it
+    // (answering with Connection: close) and then ends.
     void on_shutdown();
     // The shutdown grace is over: closes the socket and cancels whatever the session awaits,
     // the Dispatcher's handler included (terminal cancellation).
@@ -288,6 +354,11 @@ private:
 
     asio::awaitable<void> serve();
     asio::awaitable<void> reject();
+#if MYELIN_HTTP_SERVER_TLS
+    // The server side of the TLS handshake within limits.request_timeout; false when it failed
+    // (logged at debug level) and the connection is to close.
+    asio::awaitable<bool> handshake();
+#endif
     // Reads, dispatches and answers one request; true when the connection may serve another.
     asio::awaitable<bool> serve_one();
     // Points exchange.request's header views (Authorization, Content-Type, X-Forwarded-For,
@@ -320,10 +391,18 @@ private:
                     std::string_view user) const;
     // Ends the connection: stops the watchdog and closes the socket. Idempotent.
     void finish();
+    // The TCP socket under the stream (the stream itself for plain HTTP).
+    tcp::socket& socket() {
+#if MYELIN_HTTP_SERVER_TLS
+        return stream_.next_layer();
+#else
+        return stream_;
+#endif
+    }
 
     Worker& worker_;
     Shared& shared_;
-    tcp::socket socket_;
+    Stream stream_;
     asio::steady_timer timer_;   // the watchdog
     beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
     std::string head_;           // the response head being written; reused across requests
@@ -343,6 +422,8 @@ private:
     Clock::time_point deadline_ = Clock::time_point::max();
     State state_ = State::kIdle;
     const bool admitted_;
+    const std::string quota_key_;
+    const bool address_full_;
     bool timed_out_ = false;
     bool closed_ = false;
     bool forced_ = false;
@@ -380,14 +461,15 @@ private:
     void admit(tcp::socket socket);
     // Log at most once a second (with a count): a flood must not become a log flood.
     void note_accept_error(const error_code& ec);
-    void note_rejected();
+    void note_rejected(bool address_full);
     void on_grace_expired();
     std::vector<std::shared_ptr<Connection>> snapshot();
 
     Shared& shared_;
     std::unordered_set<Connection*> connections_;
     std::size_t rejecting_ = 0;
-    std::size_t rejected_unlogged_ = 0;
+    std::size_t rejected_unlogged_ = 0;          // server full: 503
+    std::size_t rejected_address_unlogged_ = 0;  // address full: 429
     Clock::time_point next_reject_log_{};
     std::size_t accept_errors_unlogged_ = 0;
     Clock::time_point next_accept_log_{};
@@ -402,20 +484,26 @@ private:
 
 // ---- Connection ----------------------------------------------------------------------------
 
-Connection::Connection(Worker& worker, tcp::socket socket, bool admitted)
+Connection::Connection(Worker& worker, tcp::socket socket, bool admitted, std::string quota_key,
+                       bool address_full)
     : worker_(worker),
       shared_(worker.shared()),
-      socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
+      stream_(make_stream(std::move(socket), worker.shared())),
+      timer_(stream_.get_executor()),
       cancel_(std::make_shared<asio::cancellation_signal>()),
-      admitted_(admitted) {
+      admitted_(admitted),
+      quota_key_(std::move(quota_key)),
+      address_full_(address_full) {
     error_code ec;
-    auto peer = socket_.remote_endpoint(ec);
+    auto peer = this->socket().remote_endpoint(ec);  // the parameter `socket` is moved from
     remote_ip_ = ec ? std::string("-") : peer.address().to_string();
     worker_.add(this, admitted_);
 }
 
-Connection::~Connection() { worker_.remove(this, admitted_); }
+Connection::~Connection() {
+    if (admitted_) shared_.per_address.release(quota_key_);
+    worker_.remove(this, admitted_);
+}
 
 void Connection::start() {
     // The completion handler owns the connection and the cancellation signal until the
@@ -424,21 +512,21 @@ void Connection::start() {
         if (e) log_escaped_exception(e);
         self->finish();
     };
-    asio::co_spawn(socket_.get_executor(), admitted_ ? serve() : reject(),
+    asio::co_spawn(stream_.get_executor(), admitted_ ? serve() : reject(),
                    asio::bind_cancellation_slot(cancel_->slot(), std::move(done)));
 }
 
 void Connection::on_shutdown() {
     if (state_ == State::kIdle || state_ == State::kClosing || !admitted_) {
         error_code ec;
-        socket_.close(ec);
+        socket().close(ec);
     }
 }
 
 void Connection::force_close() {
     forced_ = true;
     error_code ec;
-    socket_.close(ec);
+    socket().close(ec);
     cancel_->emit(asio::cancellation_type::terminal);
 }
 
@@ -447,7 +535,7 @@ void Connection::finish() {
     closed_ = true;
     timer_.cancel();
     error_code ec;
-    socket_.close(ec);
+    socket().close(ec);
 }
 
 void Connection::set_deadline(Clock::duration timeout) {
@@ -471,7 +559,7 @@ void Connection::on_watchdog() {
         if (state_ != State::kHandling) {
             timed_out_ = true;
             error_code ec;
-            socket_.cancel(ec);
+            socket().cancel(ec);
         }
         deadline_ = Clock::time_point::max();
     }
@@ -482,6 +570,17 @@ asio::awaitable<void> Connection::serve() {
     co_await asio::this_coro::throw_if_cancelled(false);
     arm_watchdog();
     const ServerLimits& limits = shared_.options.limits;
+#if MYELIN_HTTP_SERVER_TLS
+    const bool secured = co_await handshake();
+    if (!secured) {
+        finish();
+        co_return;
+    }
+#endif
+    // A new connection gets request_timeout to begin its first request, not the keep-alive
+    // idle_timeout: connecting and sending nothing must not hold a slot longer than a slow
+    // request can.
+    auto wait_for_request = std::min(limits.idle_timeout, limits.request_timeout);
     while (!worker_.stopping()) {
         if (buffer_.size() == 0) {
             // Read the next request's first bytes: an idle keep-alive connection holds no
@@ -490,16 +589,35 @@ asio::awaitable<void> Connection::serve() {
             // one extra system call per request.)
             state_ = State::kIdle;
             if (buffer_.capacity() > kIdleBufferKeep) buffer_.shrink_to_fit();
-            set_deadline(limits.idle_timeout);
+            set_deadline(wait_for_request);
             auto [ec, n] =
-                co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+                co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
             if (!ec) buffer_.commit(n);
             if (ec || n == 0 || timed_out_ || worker_.stopping()) break;
         }
         if (!co_await serve_one()) break;
+        wait_for_request = limits.idle_timeout;
     }
     finish();
 }
+
+#if MYELIN_HTTP_SERVER_TLS
+asio::awaitable<bool> Connection::handshake() {
+    // Idle until the handshake is done: a stopping server closes the connection at once, and
+    // the deadline ends a client that is too slow (or sends no TLS at all, just waits).
+    state_ = State::kIdle;
+    set_deadline(shared_.options.limits.request_timeout);
+    auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server, kUseTuple);
+    if (!ec && !timed_out_ && !worker_.stopping()) co_return true;
+    // Debug only: scanners and plain-HTTP clients on the TLS port would flood the log.
+    if (timed_out_) {
+        log::app()->debug("TLS handshake with {} timed out", remote_ip_);
+    } else if (ec) {
+        log::app()->debug("TLS handshake with {} failed: {}", remote_ip_, ec.message());
+    }
+    co_return false;
+}
+#endif
 
 asio::awaitable<void> Connection::reject() {
     co_await asio::this_coro::throw_if_cancelled(false);
@@ -509,7 +627,13 @@ asio::awaitable<void> Connection::reject() {
     exchange.start = start;
     exchange.request.request_id = next_request_id();
     // The request is not read: answering at once keeps the cost of a flood to one small write.
-    exchange.response = error_response(errors::unavailable("Too many connections", 5));
+    if (address_full_) {
+        Error error = errors::limit_exceeded(5000);
+        error.message = "Too many connections from this address";
+        exchange.response = error_response(error);
+    } else {
+        exchange.response = error_response(errors::unavailable("Too many connections", 5));
+    }
     co_await send(exchange, kRejectTimeout, false);
     const auto left = kRejectTimeout - (Clock::now() - start);
     if (left > Clock::duration::zero()) co_await linger(left);
@@ -568,7 +692,7 @@ asio::awaitable<bool> Connection::serve_one() {
                 }
             }
             auto [read_ec, n] =
-                co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+                co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
             if (read_ec == asio::error::eof) {
                 parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
                 if (!ec) ec = bhttp::error::partial_message;
@@ -621,10 +745,10 @@ asio::awaitable<bool> Connection::serve_one() {
             beast::iequals(message[bhttp::field::expect], "100-continue")) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             auto [ec, n] = co_await asio::async_write(
-                socket_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+                stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
             if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
         }
-        auto [ec, n] = co_await bhttp::async_read(socket_, buffer_, parser, kUseTuple);
+        auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
         if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
     }
     request.body = std::move(message.body());
@@ -778,22 +902,24 @@ asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeo
     const std::size_t body_bytes = exchange.head ? 0 : response.body.size();
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
                                               asio::buffer(response.body.data(), body_bytes)};
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, kUseTuple);
+    auto [ec, n] = co_await asio::async_write(stream_, buffers, kUseTuple);
     if (log_access) access_log(exchange, status, body_bytes, response.log_user);
     co_return !ec && !timed_out_ && keep_alive;
 }
 
 asio::awaitable<void> Connection::linger(Clock::duration timeout) {
     state_ = State::kClosing;
-    if (worker_.stopping() || !socket_.is_open()) co_return;
+    if (worker_.stopping() || !socket().is_open()) co_return;
+    // TLS too: the answer is written; the TCP half-close and the drain below do not need the
+    // TLS layer (no close_notify is sent: the answer's Content-Length frames it).
     error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
     set_deadline(timeout);
     buffer_.clear();
     for (std::size_t drained = 0; drained < kLingerMaxBytes;) {
         auto [read_ec, n] =
-            co_await socket_.async_read_some(buffer_.prepare(kLingerChunk), kUseTuple);
+            co_await socket().async_read_some(buffer_.prepare(kLingerChunk), kUseTuple);
         if (read_ec || timed_out_) break;
         drained += n;  // never committed: dropped
     }
@@ -916,19 +1042,43 @@ asio::awaitable<void> Worker::accept_loop() {
 void Worker::admit(tcp::socket socket) {
     error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
+    const ServerLimits& limits = shared_.options.limits;
+    // The per-address slot first: a flood from one address is refused without touching the
+    // global count.
+    std::string quota_key;
+    bool address_full = false;
+    if (limits.max_connections_per_address > 0) {
+        auto peer = socket.remote_endpoint(ec);
+        if (!ec) {
+            quota_key = peer.address().to_string();
+            if (limits.address_key) quota_key = limits.address_key(quota_key);
+        }
+        address_full = !shared_.per_address.try_acquire(quota_key);
+    }
     auto& open = shared_.open_connections;
     const bool admitted =
-        open.fetch_add(1, std::memory_order_relaxed) < shared_.options.limits.max_connections;
+        !address_full && open.fetch_add(1, std::memory_order_relaxed) < limits.max_connections;
     if (!admitted) {
-        open.fetch_sub(1, std::memory_order_relaxed);
-        note_rejected();
+        if (!address_full) {
+            open.fetch_sub(1, std::memory_order_relaxed);
+            shared_.per_address.release(quota_key);
+        }
+        note_rejected(address_full);
         if (rejecting_ >= kMaxRejecting) return;  // flood: the socket closes unanswered
+        // TLS: the 503 would need a handshake first, the dearest part of a connection, at the
+        // moment the server is overloaded; the socket is closed unanswered instead.
+        if (kTls) return;
     }
     std::shared_ptr<Connection> connection;
     try {
-        connection = std::make_shared<Connection>(*this, std::move(socket), admitted);
+        // quota_key is copied: a throwing constructor leaves it here to give back.
+        connection = std::make_shared<Connection>(*this, std::move(socket), admitted, quota_key,
+                                                  address_full);
     } catch (...) {
-        if (admitted) open.fetch_sub(1, std::memory_order_relaxed);
+        if (admitted) {
+            open.fetch_sub(1, std::memory_order_relaxed);
+            shared_.per_address.release(quota_key);
+        }
         throw;
     }
     connection->start();
@@ -945,14 +1095,24 @@ void Worker::note_accept_error(const error_code& ec) {
     next_accept_log_ = now + std::chrono::seconds(1);
 }
 
-void Worker::note_rejected() {
-    ++rejected_unlogged_;
+void Worker::note_rejected(bool address_full) {
+    ++(address_full ? rejected_address_unlogged_ : rejected_unlogged_);
     const auto now = Clock::now();
     if (now < next_reject_log_) return;
-    log::app()->warn("HTTP: {} connection(s) refused with 503: {} connections open (limit {})",
-                     rejected_unlogged_, shared_.open_connections.load(std::memory_order_relaxed),
-                     shared_.options.limits.max_connections);
+    if (rejected_unlogged_ > 0) {
+        log::app()->warn("HTTP: {} connection(s) refused with 503: {} connections open (limit {})",
+                         rejected_unlogged_,
+                         shared_.open_connections.load(std::memory_order_relaxed),
+                         shared_.options.limits.max_connections);
+    }
+    if (rejected_address_unlogged_ > 0) {
+        log::app()->warn(
+            "HTTP: {} connection(s) refused with 429: their address holds {} connections (the "
+            "limit per address)",
+            rejected_address_unlogged_, shared_.options.limits.max_connections_per_address);
+    }
     rejected_unlogged_ = 0;
+    rejected_address_unlogged_ = 0;
     next_reject_log_ = now + std::chrono::seconds(1);
 }
 
@@ -1008,16 +1168,20 @@ void Worker::on_grace_expired() {
     });
 }
 
-}  // namespace
+// ---- Core ----------------------------------------------------------------------------------
 
-// ---- Server --------------------------------------------------------------------------------
+// This build's server behind Server (see server_core.hpp).
+struct Core final : detail::ServerCore {
+    Core(ServerOptions options, Dispatcher& dispatcher) : shared(std::move(options), dispatcher) {}
 
-struct Server::Impl {
-    Impl(ServerOptions options, Dispatcher& dispatcher) : shared(std::move(options), dispatcher) {}
-
-    Result<void> start();
-    void stop();
-    void wait();
+    Result<void> start() override;
+    void stop() override;
+    void wait() override;
+    std::uint16_t port_number() const override { return port.load(); }
+    std::size_t open_connections() const override {
+        return shared.open_connections.load(std::memory_order_relaxed);
+    }
+    Result<void> set_tls_context(std::shared_ptr<TlsContext> context) override;
 
     Shared shared;
     std::atomic<std::uint16_t> port{0};
@@ -1029,7 +1193,7 @@ struct Server::Impl {
     bool stop_requested = false;
 };
 
-Result<void> Server::Impl::start() {
+Result<void> Core::start() {
     std::lock_guard lock(mutex);
     if (started || stop_requested)
         return errors::internal("HTTP server already started or stopped");
@@ -1068,7 +1232,7 @@ Result<void> Server::Impl::start() {
     return {};
 }
 
-void Server::Impl::stop() {
+void Core::stop() {
     std::lock_guard lock(mutex);
     if (stop_requested) return;
     stop_requested = true;
@@ -1077,7 +1241,7 @@ void Server::Impl::stop() {
     }
 }
 
-void Server::Impl::wait() {
+void Core::wait() {
     std::vector<std::thread> joining;
     {
         std::lock_guard lock(mutex);
@@ -1086,8 +1250,31 @@ void Server::Impl::wait() {
     for (auto& thread : joining) thread.join();
 }
 
+Result<void> Core::set_tls_context(std::shared_ptr<TlsContext> context) {
+    if (!kTls) return errors::internal("this HTTP listener was started without TLS");
+    if (!context) return errors::internal("no TLS context given");
+    shared.set_tls_context(std::move(context));
+    return {};
+}
+
+}  // namespace
+
+#if MYELIN_HTTP_SERVER_TLS
+std::unique_ptr<detail::ServerCore> detail::make_tls_server(ServerOptions options,
+                                                            Dispatcher& dispatcher) {
+    return std::make_unique<Core>(std::move(options), dispatcher);
+}
+#else
+std::unique_ptr<detail::ServerCore> detail::make_plain_server(ServerOptions options,
+                                                              Dispatcher& dispatcher) {
+    return std::make_unique<Core>(std::move(options), dispatcher);
+}
+
+// ---- Server --------------------------------------------------------------------------------
+
 Server::Server(ServerOptions options, Dispatcher& dispatcher)
-    : impl_(std::make_unique<Impl>(std::move(options), dispatcher)) {}
+    : impl_(options.tls ? detail::make_tls_server(std::move(options), dispatcher)
+                        : detail::make_plain_server(std::move(options), dispatcher)) {}
 
 Server::~Server() {
     stop();
@@ -1096,14 +1283,17 @@ Server::~Server() {
 
 Result<void> Server::start() { return impl_->start(); }
 
-std::uint16_t Server::port() const { return impl_->port.load(); }
+std::uint16_t Server::port() const { return impl_->port_number(); }
 
 void Server::stop() { impl_->stop(); }
 
 void Server::wait() { impl_->wait(); }
 
-std::size_t Server::open_connections() const {
-    return impl_->shared.open_connections.load(std::memory_order_relaxed);
+std::size_t Server::open_connections() const { return impl_->open_connections(); }
+
+Result<void> Server::set_tls_context(std::shared_ptr<TlsContext> context) {
+    return impl_->set_tls_context(std::move(context));
 }
+#endif
 
 }  // namespace myelin::http

@@ -4,15 +4,18 @@
 // with its own SO_REUSEPORT acceptor. It reads requests within the configured limits, asks the
 // Dispatcher for the route's body limit, hands the complete Request to the Dispatcher, adds CORS
 // and X-Request-Id to every response, writes one access-log line per request, and keeps the
-// connection alive while the client wants. Only start(), stop() and wait() are public; they are
-// called from the main thread.
+// connection alive while the client wants. With ServerOptions::tls it speaks HTTPS instead
+// (TLS 1.2+, see tls_context.hpp), from a separate build of the same code, so the plain-HTTP
+// path does no TLS work at all. start(), stop() and wait() are called from the main thread.
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -21,13 +24,23 @@
 
 namespace myelin::http {
 
+class TlsContext;
+namespace detail {
+class ServerCore;
+}
+
 struct ServerLimits {
     std::size_t max_header_bytes = 16 * 1024;           // larger: 431
     std::size_t default_body_bytes = 64 * 1024;         // for routes without their own limit: 413
     std::chrono::milliseconds request_timeout{30'000};  // to read one whole request: 408
     std::chrono::milliseconds idle_timeout{75'000};     // keep-alive wait for the next request
     std::chrono::milliseconds write_timeout{30'000};
-    std::size_t max_connections = 10'000;              // beyond: 503 + Retry-After, then close
+    std::size_t max_connections = 10'000;  // beyond: 503 + Retry-After, then close
+    // Connections one client address may hold at once (0: no cap); beyond: 429 M_LIMIT_EXCEEDED,
+    // then close. Addresses are grouped by address_key(peer address as text) when it is set (an
+    // empty key: never capped, e.g. a trusted reverse proxy); it runs on network threads.
+    std::size_t max_connections_per_address = 0;
+    std::function<std::string(std::string_view)> address_key;
     std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests may finish within this
 };
 
@@ -37,6 +50,9 @@ struct ServerOptions {
     unsigned threads = 0;       // network threads; 0: one per core
     ServerLimits limits;
     bool access_log = true;
+    // Native TLS: every connection does a TLS handshake (from this context, replaceable with
+    // Server::set_tls_context) before its first request. Null: plain HTTP.
+    std::shared_ptr<TlsContext> tls;
 };
 
 // What the server needs from the application. Implementations must be thread-safe: every
@@ -74,10 +90,13 @@ public:
     void wait();
     // Connections open right now.
     std::size_t open_connections() const;
+    // TLS servers only: connections accepted from now on use `context`; open ones keep the one
+    // they were accepted with. Thread-safe (called from the signal thread on SIGHUP). Fails on
+    // a plain-HTTP server or a null context.
+    Result<void> set_tls_context(std::shared_ptr<TlsContext> context);
 
 private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<detail::ServerCore> impl_;  // the plain or the TLS build (server.cpp)
 };
 
 }  // namespace myelin::http

@@ -10,6 +10,29 @@ Error wrong_type(std::string_view key, std::string_view expected) {
     return errors::bad_json("'" + std::string(key) + "' must be " + std::string(expected));
 }
 
+bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+// Whether any string in `value`, object keys included, holds U+0000. The parser's depth limit
+// bounds the recursion.
+bool holds_nul(const boost::json::value& value) {
+    switch (value.kind()) {
+        case boost::json::kind::string:
+            return has_nul(value.get_string());
+        case boost::json::kind::array:
+            for (const auto& item : value.get_array()) {
+                if (holds_nul(item)) return true;
+            }
+            return false;
+        case boost::json::kind::object:
+            for (const auto& [key, item] : value.get_object()) {
+                if (has_nul(key) || holds_nul(item)) return true;
+            }
+            return false;
+        default:
+            return false;
+    }
+}
+
 }  // namespace
 
 Result<boost::json::object> parse_object(std::string_view body, bool empty_is_object) {
@@ -20,6 +43,7 @@ Result<boost::json::object> parse_object(std::string_view body, bool empty_is_ob
     boost::json::value value = boost::json::parse(body, ec, {}, options);
     if (ec) return errors::not_json("Content not JSON.");
     if (!value.is_object()) return errors::bad_json("The request body must be a JSON object");
+    if (holds_nul(value)) return errors::bad_json("Strings may not contain U+0000");
     return std::move(value.as_object());
 }
 

@@ -16,6 +16,8 @@ namespace myelin::json {
 
 // Parses `body` as a JSON object (max nesting 32, strict UTF-8). An empty body counts as `{}`
 // only when `empty_is_object` (for endpoints like /logout whose body the spec leaves empty).
+// A string (or key) holding U+0000 is M_BAD_JSON: no Matrix field needs it, and PostgreSQL text
+// cannot store it (libpq would cut the value at the NUL, so "dev\u0000x" would become "dev").
 Result<boost::json::object> parse_object(std::string_view body, bool empty_is_object = false);
 
 // The string at `key`; M_MISSING_PARAM when absent (or null), M_BAD_JSON when not a string.

@@ -4,6 +4,7 @@
 
 #include "myelin/core/log.hpp"
 #include "myelin/core/metrics.hpp"
+#include "myelin/service/uia.hpp"
 #include "myelin/storage/await.hpp"
 
 namespace myelin::service {
@@ -17,6 +18,7 @@ metrics::Counter& deleted_rows(const char* table) {
 
 constexpr const char* kRevocationLog = "revocation_log";
 constexpr const char* kSecurityEvents = "security_events";
+constexpr const char* kUiaSessions = "uia_sessions";
 
 }  // namespace
 
@@ -25,6 +27,7 @@ Housekeeping::Housekeeping(storage::Database& db, const Clock& clock,
     : db_(db), clock_(clock), config_(config), max_batch_(max_batch) {
     (void)deleted_rows(kRevocationLog);
     (void)deleted_rows(kSecurityEvents);
+    (void)deleted_rows(kUiaSessions);
 }
 
 Housekeeping::~Housekeeping() { stop(); }
@@ -74,6 +77,15 @@ Result<HousekeepingCounts> Housekeeping::run_once() {
         if (!event_rows) return event_rows.error();
         counts.security_events = *event_rows;
     }
+
+    if (!stopping()) {
+        auto uia_rows =
+            prune_in_batches([now](storage::WriteTxn& txn,
+                                   int limit) { return UiaEngine::prune_expired(txn, now, limit); },
+                             kUiaSessions);
+        if (!uia_rows) return uia_rows.error();
+        counts.uia_sessions = *uia_rows;
+    }
     return counts;
 }
 
@@ -107,11 +119,18 @@ void Housekeeping::run() {
             } else {
                 if (failing) log::app()->info("housekeeping: pruning again");
                 failing = false;
-                if (counts->revocation_log > 0 || counts->security_events > 0) {
+                const bool logs = counts->revocation_log > 0 || counts->security_events > 0;
+                if (logs) {
                     log::app()->info(
                         "housekeeping: deleted {} revocation log entries and {} security events",
                         counts->revocation_log, counts->security_events);
-                } else {
+                }
+                // Routine on a busy server: expired UIA sessions are only worth a debug line.
+                if (counts->uia_sessions > 0) {
+                    log::app()->debug("housekeeping: deleted {} expired UIA sessions",
+                                      counts->uia_sessions);
+                }
+                if (!logs && counts->uia_sessions == 0) {
                     log::app()->debug("housekeeping: nothing to delete");
                 }
             }

@@ -1,10 +1,11 @@
 #pragma once
 
 // Housekeeping: a background thread that deletes rows which would otherwise pile up forever,
-// every `[housekeeping] interval`: revocation log entries older than revocation_log_retention
-// and security events older than security_event_retention (0: kept). Deletes go in write jobs
-// of at most `max_batch` rows each, so the single writer is never held long; a backlog is worked
-// off one job after another. Used by the App; tests call run_once() directly.
+// every `[housekeeping] interval`: revocation log entries older than revocation_log_retention,
+// security events older than security_event_retention (0: kept) and expired UIA sessions
+// (UiaEngine::prune_expired, which releases the registration token reservations they held). Deletes
+// go in write jobs of at most `max_batch` rows each, so the single writer is never held long; a
+// backlog is worked off one job after another. Used by the App; tests call run_once() directly.
 // Thread-safety: run_once() may be called from any non-network thread (one pass at a time);
 // start() and stop() from one controlling thread.
 
@@ -25,6 +26,7 @@ namespace myelin::service {
 struct HousekeepingCounts {
     std::int64_t revocation_log = 0;
     std::int64_t security_events = 0;
+    std::int64_t uia_sessions = 0;
 };
 
 class Housekeeping {
@@ -34,7 +36,7 @@ public:
     // `db` and `clock` must outlive this object. `config` is copied; its interval must be > 0 and
     // its revocation_log_retention > 0 (load_config enforces both). `max_batch` (> 0) bounds the
     // rows deleted by one write job. Registers myelin_housekeeping_deleted_rows_total{table} for
-    // both tables, so they exist at zero from start-up.
+    // every table, so they exist at zero from start-up.
     Housekeeping(storage::Database& db, const Clock& clock, const HousekeepingConfig& config,
                  int max_batch = kDefaultMaxBatch);
     // Calls stop().
@@ -48,7 +50,8 @@ public:
     // for at most one write job. Idempotent; call before closing `db`.
     void stop();
 
-    // One pass: deletes every row older than its table's retention as of the clock's time now,
+    // One pass: deletes every row older than its table's retention (for UIA sessions: expired)
+    // as of the clock's time now,
     // in write jobs of at most max_batch rows, blocking until the last one committed. Returns
     // the rows deleted; on a storage error returns it (batches committed before it stay deleted
     // and counted in the metric). Ends early, with what it deleted so far, once stop() was

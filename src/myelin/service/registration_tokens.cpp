@@ -40,22 +40,23 @@ Result<RegistrationTokenRecord> insert_token(storage::WriteTxn& txn, Registratio
     return errors::internal("Could not generate a unique registration token");
 }
 
-Result<bool> reserve_in(storage::WriteTxn& txn, const std::string& token, std::int64_t now) {
+}  // namespace
+
+Result<bool> RegistrationTokens::reserve_in(storage::WriteTxn& txn, std::string_view token,
+                                            std::int64_t now_ms) {
     auto found = txn.find_registration_token(token);
     if (!found) return found.error();
-    if (!*found || !RegistrationTokens::usable(**found, now)) return false;
+    if (!*found || !usable(**found, now_ms)) return false;
     auto updated = txn.update_registration_token_counts(token, 1, 0);
     if (!updated) return updated.error();
     return *updated;
 }
 
-Result<bool> release_in(storage::WriteTxn& txn, const std::string& token) {
+Result<bool> RegistrationTokens::release_in(storage::WriteTxn& txn, std::string_view token) {
     auto updated = txn.update_registration_token_counts(token, -1, 0);
     if (!updated) return updated.error();
     return *updated;
 }
-
-}  // namespace
 
 bool RegistrationTokens::well_formed(std::string_view token) {
     if (token.empty() || token.size() > kMaxLength) return false;

@@ -48,6 +48,10 @@ public:
     // Reserves one use (pending + 1) if the token is usable, in one write job. Returns false
     // (and changes nothing) when it is unknown, malformed, expired or used up. Errors: 503.
     boost::asio::awaitable<Result<bool>> reserve(std::string token);
+    // The same inside `txn` (for UIA: the reservation and the session that holds it commit
+    // together), with `now_ms` deciding expiry.
+    static Result<bool> reserve_in(storage::WriteTxn& txn, std::string_view token,
+                                   std::int64_t now_ms);
 
     // A reserved use became an account: pending - 1, completed + 1. Errors: 503.
     boost::asio::awaitable<Result<void>> complete(std::string token);
@@ -57,6 +61,9 @@ public:
 
     // A reserved use was not used (the registration failed): pending - 1. Errors: 503.
     boost::asio::awaitable<Result<void>> release(std::string token);
+    // The same inside `txn` (for UIA: an expired session's reservation goes with its row).
+    // Returns false if there is no such token (deleted meanwhile: no error).
+    static Result<bool> release_in(storage::WriteTxn& txn, std::string_view token);
     // The same without waiting (from non-coroutine code such as UIA session expiry); a
     // failure is logged.
     void release_detached(std::string token);

@@ -7,15 +7,23 @@
 // 15 minutes. Stages: m.login.password (wrong password: 401 with flows and errcode
 // M_FORBIDDEN), m.login.dummy, m.login.registration_token (registration only). A session is
 // used up by the request it authorizes: it cannot authorize a second one.
+//
+// Sessions live in the database (storage::UiaSessionRecord), not in this process, so that the
+// requests of one flow may reach different server processes sharing the database (behind a
+// round-robin load balancer). Each step reads the session once and writes once: a completed
+// stage is stored with a compare-and-swap on the completed list, and the request that completes
+// a flow uses the session up in the same write job (a conditional update that exactly one
+// request on any process can win). A registration token stage reserves the use and records it
+// on the session in one job. Expired rows are deleted by Housekeeping (prune_expired), which
+// releases the reservations they held.
+//
 // Thread-safety: all methods may be called concurrently from any thread.
 
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -62,14 +70,21 @@ class UiaEngine {
 public:
     // Sessions last this long from their first request.
     static constexpr std::int64_t kSessionLifetimeMs = 15 * 60 * 1000;
-    // At most this many live sessions; beyond it new sessions are refused with 503.
-    static constexpr std::size_t kMaxSessions = 100'000;
+    // At most this many live (unfinished, unexpired) sessions in the database, counting every
+    // process; beyond it new sessions are refused with 503. Each engine recounts at most once
+    // per kRecountIntervalMs and adds the sessions it opened since, so processes together may
+    // overshoot by what the others open within that interval.
+    static constexpr std::int64_t kMaxSessions = 100'000;
+    static constexpr std::int64_t kRecountIntervalMs = 1000;
+    // prune_expired batches of expire_sessions().
+    static constexpr int kPruneBatch = 10'000;
 
     // `server_name` resolves m.login.password identifiers. `registration_tokens` may be null
-    // when no flow ever offers m.login.registration_token. Every reference must outlive the
-    // engine.
+    // when no flow ever offers m.login.registration_token. `max_sessions` (> 0) is the bound
+    // above (tests lower it). Every reference must outlive the engine.
     UiaEngine(const Clock& clock, auth::PasswordHasher& hasher, storage::Database& db,
-              RegistrationTokens* registration_tokens, std::string server_name);
+              RegistrationTokens* registration_tokens, std::string server_name,
+              std::int64_t max_sessions = kMaxSessions);
     ~UiaEngine();
     UiaEngine(const UiaEngine&) = delete;
     UiaEngine& operator=(const UiaEngine&) = delete;
@@ -78,51 +93,65 @@ public:
     // flow is complete and the session is used up. Errors: 401 with the UIA body (flows,
     // params, session, completed; plus errcode/error after a failed attempt: M_FORBIDDEN for a
     // wrong password, a password of another user or an invalid registration token,
-    // M_UNRECOGNIZED for a stage that is not offered); 400 M_UNKNOWN for an unknown or expired
-    // session; 403 M_FORBIDDEN when the session was started for another endpoint or user;
-    // 400 M_BAD_JSON / M_MISSING_PARAM / M_INVALID_PARAM for a malformed auth object; 429 when
-    // the account's failed-login budget is spent; 503 when hashing or storage is overloaded
+    // M_UNRECOGNIZED for a stage that is not offered); 400 M_UNKNOWN for an unknown, expired or
+    // used-up session; 403 M_FORBIDDEN when the session was started for another endpoint or
+    // user; 400 M_BAD_JSON / M_MISSING_PARAM / M_INVALID_PARAM for a malformed auth object; 429
+    // when the account's failed-login budget is spent; 503 when hashing or storage is overloaded
     // or too many sessions are open. Never succeeds without `auth`. `auth` is only read before
     // the first suspension, so it may point into the caller's frame.
     boost::asio::awaitable<Result<UiaCompletion>> authenticate(const boost::json::object* auth,
                                                                UiaChallenge challenge);
 
-    // Drops expired sessions (releasing registration tokens they held). authenticate() calls it
-    // now and then by itself; callable at any time.
-    void expire_sessions();
+    // Inside `txn`: deletes up to `limit` sessions expired at `now_ms` (oldest first, finished
+    // or not) and releases the registration token reservations the unfinished ones held.
+    // Returns how many sessions were deleted. For Housekeeping and expire_sessions().
+    static Result<std::int64_t> prune_expired(storage::WriteTxn& txn, std::int64_t now_ms,
+                                              int limit);
+
+    // Deletes every session expired now (releasing their reservations) in write jobs of at
+    // most kPruneBatch, blocking until done; returns how many. Housekeeping does this in the
+    // server; for tests and tools. Never call it from a network thread.
+    Result<std::int64_t> expire_sessions();
 
     // Makes wrong passwords draw from the account's failed-login budget, the same one /login
     // uses (429 once spent). `limiter` must outlive the engine; call before serving.
     void set_rate_limiter(RateLimiter* limiter) { limiter_ = limiter; }
 
-    // Live sessions (for tests and metrics).
+    // Live sessions in the database, of every process (blocks on a storage read; 0 when it
+    // fails). For tests; never call it from a network thread.
     std::size_t session_count() const;
 
 private:
-    struct Session;
-    struct Stage;
-    Result<std::shared_ptr<Session>> open_session(const UiaChallenge& challenge);
+    using Session = storage::UiaSessionRecord;
+    struct StageCommit;
+    struct StageOutcome;
+
+    boost::asio::awaitable<Result<Session>> open_session(UiaChallenge challenge, std::int64_t now);
+    boost::asio::awaitable<Result<void>> admit_new_session(std::int64_t now);
     Error challenge_error(const Session& session, std::string_view errcode = {},
                           std::string_view message = {}) const;
-    std::vector<std::string> completed_of(const Session& session) const;
-    bool flow_complete(const Session& session) const;
-    boost::asio::awaitable<Result<void>> check_password(std::shared_ptr<Session> session,
-                                                        std::string identified_user,
-                                                        std::string password);
-    boost::asio::awaitable<Result<void>> check_registration_token(std::shared_ptr<Session> session,
-                                                                  std::string token);
-    void expire_locked(std::int64_t now, std::vector<std::string>& to_release);
-    void release_tokens(const std::vector<std::string>& tokens);
+    // true: the password is the user's; false: it is not (or no such usable account).
+    boost::asio::awaitable<Result<bool>> check_password(std::string user_id, std::string password);
+    boost::asio::awaitable<Result<StageOutcome>> commit_stage(StageCommit commit);
+    // The write job of commit_stage: checks the session again, reserves the token (if any),
+    // stores the stage and, when it completes a flow, uses the session up.
+    static Result<StageOutcome> run_stage_commit(storage::WriteTxn& txn, const StageCommit& c);
 
     const Clock& clock_;
     auth::PasswordHasher& hasher_;
     storage::Database& db_;
     RegistrationTokens* registration_tokens_;
     const std::string server_name_;
+    const std::int64_t max_sessions_;
     RateLimiter* limiter_ = nullptr;  // set before serving, then read-only
-    mutable std::mutex mu_;
-    std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;  // guarded by mu_
-    std::int64_t last_sweep_ms_ = 0;                                      // guarded by mu_
+
+    // The bound on live sessions: the last count read from the database and the sessions this
+    // engine opened since.
+    std::mutex count_mu_;
+    bool counted_ = false;            // guarded by count_mu_
+    std::int64_t counted_at_ms_ = 0;  // guarded by count_mu_
+    std::int64_t live_counted_ = 0;   // guarded by count_mu_
+    std::int64_t opened_since_ = 0;   // guarded by count_mu_
 };
 
 }  // namespace myelin::service

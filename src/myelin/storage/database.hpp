@@ -1,9 +1,9 @@
 #pragma once
 
 // The storage boundary: a Database hands out read and write transactions whose methods speak
-// the domain (users, devices, sessions, tokens), never SQL. Backends (SQLite now, PostgreSQL
-// later) implement ReadTxn, WriteTxn and Database. Transactions run on the backend's own threads,
-// never on network threads; coroutines await them through storage/await.hpp.
+// the domain (users, devices, sessions, tokens, UIA sessions), never SQL. Backends (SQLite now,
+// PostgreSQL later) implement ReadTxn, WriteTxn and Database. Transactions run on the backend's own
+// threads, never on network threads; coroutines await them through storage/await.hpp.
 //
 // Thread-safety: Database is safe to use from any thread. A ReadTxn/WriteTxn is used only by the
 // job it was handed to, on the backend's thread, and only for the duration of that job.
@@ -73,6 +73,12 @@ public:
     // `limit` (none when limit <= 0): for a follower that lost its place in the revocation log.
     virtual Result<std::vector<SessionRecord>> revoked_sessions_after(std::int64_t after_session_id,
                                                                       int limit) = 0;
+    // The UIA session with this id, or nullopt. Finished and expired ones are returned too: the
+    // caller decides.
+    virtual Result<std::optional<UiaSessionRecord>> find_uia_session(
+        std::string_view session_id) = 0;
+    // How many UIA sessions are unfinished and have created_ts >= `min_created_ts`.
+    virtual Result<std::int64_t> count_live_uia_sessions(std::int64_t min_created_ts) = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -150,6 +156,26 @@ public:
     // Deletes up to `limit` security events with ts < `before_ts`, of any user (oldest first;
     // none when limit <= 0). Returns how many were deleted.
     virtual Result<std::int64_t> prune_security_events(std::int64_t before_ts, int limit) = 0;
+    // Inserts a UIA session with every field as given. Returns false (and changes nothing) if
+    // the session_id exists.
+    virtual Result<bool> insert_uia_session(const UiaSessionRecord& session) = 0;
+    // Compare-and-swap of a UIA session's stages: sets `completed` (and, when given,
+    // registration_token) only if the session is unfinished, has created_ts >= `min_created_ts`
+    // and its stored completed list equals `expected_completed`. Returns false if nothing matched.
+    virtual Result<bool> update_uia_session_stages(
+        std::string_view session_id, const std::vector<std::string>& expected_completed,
+        const std::vector<std::string>& completed,
+        std::optional<std::string_view> registration_token, std::int64_t min_created_ts) = 0;
+    // Uses a UIA session up: marks it finished only if it is unfinished and has created_ts >=
+    // `min_created_ts`, and returns it as stored afterwards (its registration_token now belongs
+    // to the caller). Returns nullopt if nothing matched: of concurrent callers on any number of
+    // processes, exactly one gets the session.
+    virtual Result<std::optional<UiaSessionRecord>> finish_uia_session(
+        std::string_view session_id, std::int64_t min_created_ts) = 0;
+    // Deletes up to `limit` UIA sessions with created_ts < `before_ts` (oldest first; none when
+    // limit <= 0), finished or not. Returns how many were deleted and the registration tokens the
+    // unfinished ones held (the caller releases them in the same job).
+    virtual Result<UiaPruneResult> prune_uia_sessions(std::int64_t before_ts, int limit) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

@@ -129,4 +129,30 @@ struct SecurityEventRecord {
     std::string detail;  // human-readable, never a secret
 };
 
+// A User-Interactive Authentication session (service/uia.hpp). Kept in the database so that the
+// requests of one UIA flow may reach different server processes sharing it. Ephemeral: a row
+// lives for the session's lifetime (15 minutes) and is then deleted by housekeeping; nothing else
+// refers to it.
+struct UiaSessionRecord {
+    std::string session_id;  // 32 random characters of [A-Za-z0-9]
+    std::string endpoint;    // what it authorizes: "POST /register", "DELETE /devices/ABC", ...
+    std::string user_id;     // whom it authorizes; empty for registration
+    std::vector<std::vector<std::string>> flows;  // the flows offered, each a list of stages
+    bool registration = false;
+    std::int64_t created_ts = 0;
+    std::vector<std::string> completed;  // the stages completed so far, in order
+    // A registration token use this session reserved (pending + 1), held until the session is
+    // used up (then the request it authorized owns it) or expires (then it is released).
+    std::optional<std::string> registration_token;
+    bool finished = false;  // used up by the one request it authorized
+};
+
+// What pruning expired UIA sessions deleted.
+struct UiaPruneResult {
+    std::int64_t deleted = 0;
+    // The registration tokens that deleted, unfinished sessions held, one entry per reservation
+    // (a token may repeat): the caller releases them in the same write job.
+    std::vector<std::string> held_tokens;
+};
+
 }  // namespace myelin::storage

@@ -12,6 +12,7 @@
 
 #include "myelin/core/error.hpp"
 #include "myelin/storage/records.hpp"
+#include "myelin/storage/stage_lists.hpp"
 
 namespace myelin::storage::rows {
 
@@ -132,6 +133,28 @@ RevocationRecord read_revocation(const Row& s) {
     revocation.reason = static_cast<RevokeReason>(s.column_int(4));
     revocation.ts = s.column_int(5);
     return revocation;
+}
+
+// session_id, endpoint, user_id, flows (stage_lists.hpp), registration, created_ts, completed
+// (stage_lists.hpp), registration_token (NULL: none), finished. Error (500) for malformed stage
+// lists.
+template <typename Row>
+Result<UiaSessionRecord> read_uia_session(const Row& s) {
+    UiaSessionRecord session;
+    session.session_id = s.column_text(0);
+    session.endpoint = s.column_text(1);
+    session.user_id = s.column_text(2);
+    auto flows = decode_flows(s.column_text(3));
+    if (!flows) return flows.error();
+    session.flows = std::move(*flows);
+    session.registration = s.column_bool(4);
+    session.created_ts = s.column_int(5);
+    auto completed = decode_stages(s.column_text(6));
+    if (!completed) return completed.error();
+    session.completed = std::move(*completed);
+    if (!s.column_is_null(7)) session.registration_token = s.column_text(7);
+    session.finished = s.column_bool(8);
+    return session;
 }
 
 }  // namespace myelin::storage::rows

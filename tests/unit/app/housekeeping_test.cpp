@@ -1,5 +1,6 @@
 // The housekeeping service against a real SQLite file: it deletes exactly the rows older than
-// each table's retention (none of the security events with retention 0), never more than
+// each table's retention (none of the security events with retention 0) and the expired UIA
+// sessions (releasing the registration token uses they held), never more than
 // max_batch rows per write job, counts what it deleted in
 // myelin_housekeeping_deleted_rows_total{table}, reports storage errors, and its thread prunes at
 // start and every interval and stops cleanly.
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "myelin/core/metrics.hpp"
+#include "myelin/service/uia.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
@@ -121,6 +123,56 @@ TEST_F(HousekeepingTest, MetricsExistAtZeroFromConstruction) {
     EXPECT_NE(text.find("myelin_housekeeping_deleted_rows_total{table=\"security_events\"} 0"),
               std::string::npos)
         << text;
+    EXPECT_NE(text.find("myelin_housekeeping_deleted_rows_total{table=\"uia_sessions\"} 0"),
+              std::string::npos)
+        << text;
+}
+
+TEST_F(HousekeepingTest, ExpiredUiaSessionsGoAndReleaseTheTokenUsesTheyHeld) {
+    auto added = storage::write_sync<void>(*db_, [](storage::WriteTxn& txn) -> Result<void> {
+        storage::RegistrationTokenRecord token;
+        token.token = "held";
+        token.uses_allowed = 5;
+        token.created_ts = 1;
+        if (auto r = txn.insert_registration_token(token); !r) return r.error();
+        // Two reservations, as two UIA sessions took them.
+        if (auto r = txn.update_registration_token_counts("held", 2, 0); !r) return r.error();
+        const std::int64_t lifetime = UiaEngine::kSessionLifetimeMs;
+        const std::vector<std::pair<std::string, std::int64_t>> sessions{
+            {"expired", kNow - lifetime}, {"young", kNow - lifetime + 1}};
+        for (const auto& [id, created] : sessions) {
+            storage::UiaSessionRecord s;
+            s.session_id = id;
+            s.endpoint = "POST /register";
+            s.registration = true;
+            s.flows = {{"m.login.registration_token", "m.login.dummy"}};
+            s.completed = {"m.login.registration_token"};
+            s.registration_token = "held";
+            s.created_ts = created;
+            if (auto r = txn.insert_uia_session(s); !r) return r.error();
+        }
+        return {};
+    });
+    ASSERT_TRUE(added) << added.error().message;
+    const auto before = deleted("uia_sessions").value();
+
+    auto counts = make().run_once();
+    ASSERT_TRUE(counts) << counts.error().message;
+    EXPECT_EQ(counts->uia_sessions, 1);
+    EXPECT_EQ(deleted("uia_sessions").value(), before + 1);
+    auto state = storage::read_sync<std::pair<bool, std::int64_t>>(
+        *db_, [](storage::ReadTxn& txn) -> Result<std::pair<bool, std::int64_t>> {
+            auto expired = txn.find_uia_session("expired");
+            if (!expired) return expired.error();
+            auto young = txn.find_uia_session("young");
+            if (!young) return young.error();
+            auto token = txn.find_registration_token("held");
+            if (!token) return token.error();
+            return std::make_pair(!*expired && *young, (*token)->pending);
+        });
+    ASSERT_TRUE(state) << state.error().message;
+    EXPECT_TRUE(state->first);    // the expired one went, the young one stayed
+    EXPECT_EQ(state->second, 1);  // its use came back; the young session's is still held
 }
 
 TEST_F(HousekeepingTest, DeletesOnlyRowsOlderThanTheirRetention) {
@@ -169,17 +221,17 @@ TEST_F(HousekeepingTest, EveryWriteJobDeletesAtMostMaxBatchRows) {
     ASSERT_TRUE(counts) << counts.error().message;
     EXPECT_EQ(counts->revocation_log, 5);
     EXPECT_EQ(counts->security_events, 7);
-    // 5 log rows: 3 + 2; 7 events: 3 + 3 + 1. A full batch is followed by another job, a short
-    // one ends the table.
-    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3);
+    // 5 log rows: 3 + 2; 7 events: 3 + 3 + 1; no UIA sessions: one empty job. A full batch is
+    // followed by another job, a short one ends the table.
+    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1);
     EXPECT_TRUE(event_times().empty());
     EXPECT_TRUE(log_times().empty());
 
     // Nothing old left: one (empty) job per table.
     counts = hk.run_once();
     ASSERT_TRUE(counts);
-    EXPECT_EQ(counts->revocation_log + counts->security_events, 0);
-    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 2);
+    EXPECT_EQ(counts->revocation_log + counts->security_events + counts->uia_sessions, 0);
+    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1 + 3);
 }
 
 TEST_F(HousekeepingTest, AStoppedServiceEndsItsPassAfterTheCurrentBatch) {

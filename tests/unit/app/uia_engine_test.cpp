@@ -1,7 +1,8 @@
 // The UIA engine and registration tokens against a real SQLite database, a real (cheap)
 // argon2id hasher and a manual clock: sessions bound to endpoint and user, expiry, completed
 // stages, the password stage and its failure body, registration tokens reserved, completed and
-// released.
+// released; sessions shared by engines on separate opens of one database (as server processes
+// behind a load balancer), used up exactly once when they race, and the bound on live sessions.
 
 #include <cctype>
 
@@ -140,6 +141,46 @@ protected:
         auto r = storage::write_sync<bool>(*db_,
                                            [](storage::WriteTxn&) -> Result<bool> { return true; });
         ASSERT_TRUE(r);
+    }
+
+    // A second server process on the same database: its own open of the file, its own engine.
+    struct OtherInstance {
+        std::unique_ptr<storage::Database> db;
+        std::unique_ptr<RegistrationTokens> tokens;
+        std::unique_ptr<UiaEngine> engine;
+        ~OtherInstance() {
+            engine.reset();
+            if (db) db->close();
+        }
+    };
+    std::unique_ptr<OtherInstance> other_instance() {
+        auto other = std::make_unique<OtherInstance>();
+        auto db = storage::open_sqlite((dir_.path() / "hs.db").string());
+        EXPECT_TRUE(db) << db.error().message;
+        if (!db) return other;
+        other->db = std::move(*db);
+        other->tokens = std::make_unique<RegistrationTokens>(*other->db, clock_);
+        other->engine = std::make_unique<UiaEngine>(clock_, *hasher_, *other->db,
+                                                    other->tokens.get(), "localhost");
+        return other;
+    }
+    Result<UiaCompletion> attempt_on(UiaEngine& engine, const json::object& auth,
+                                     UiaChallenge challenge) {
+        return run(engine.authenticate(&auth, std::move(challenge)));
+    }
+
+    // Runs one request on each engine at the same time (one io_context, storage jobs on each
+    // database's own threads) and returns both outcomes.
+    std::pair<Result<UiaCompletion>, Result<UiaCompletion>> race(UiaEngine& a, UiaEngine& b,
+                                                                 const json::object& auth,
+                                                                 const UiaChallenge& challenge) {
+        boost::asio::io_context io;
+        auto fa =
+            boost::asio::co_spawn(io, a.authenticate(&auth, challenge), boost::asio::use_future);
+        auto fb =
+            boost::asio::co_spawn(io, b.authenticate(&auth, challenge), boost::asio::use_future);
+        io.run();
+        return {fa.get(), fb.get()};
     }
 
     ScratchDir dir_{"myelin-uia-test"};
@@ -436,6 +477,151 @@ TEST_F(UiaEngineTest, WrongPasswordsSpendTheFailedLoginBudget) {
     ASSERT_FALSE(limited);
     EXPECT_EQ(limited.error().status, 429);
     EXPECT_EQ(limited.error().errcode, "M_LIMIT_EXCEEDED");
+}
+
+TEST_F(UiaEngineTest, ARegistrationFlowMaySpanTwoInstances) {
+    auto b = other_instance();
+    auto challenge = registration_challenge({{"m.login.dummy"}});
+    auto session = start(challenge);  // the first request reaches this instance
+    json::object auth{{"type", "m.login.dummy"}, {"session", session}};
+    auto done = attempt_on(*b->engine, auth, challenge);  // the second reaches the other one
+    ASSERT_TRUE(done) << done.error().message;
+    EXPECT_EQ(done->session_id, session);
+    // Used up everywhere.
+    for (UiaEngine* engine : {engine_.get(), b->engine.get()}) {
+        auto again = attempt_on(*engine, auth, challenge);
+        ASSERT_FALSE(again);
+        EXPECT_EQ(again.error().status, 400);
+        EXPECT_EQ(again.error().errcode, "M_UNKNOWN");
+    }
+    // An id no instance issued is unknown on both.
+    json::object forged{{"type", "m.login.dummy"}, {"session", "x" + session.substr(1)}};
+    EXPECT_EQ(attempt_on(*b->engine, forged, challenge).error().status, 400);
+}
+
+TEST_F(UiaEngineTest, APasswordFlowMaySpanTwoInstancesAndStaysBound) {
+    auto b = other_instance();
+    auto session = start(password_challenge(kAlice, "DELETE /devices/PHONE"));
+    // A wrong password on the other instance: the same session, 401 with flows and M_FORBIDDEN.
+    auto wrong = attempt_on(*b->engine, password_auth(session, "alice", "nope"),
+                            password_challenge(kAlice, "DELETE /devices/PHONE"));
+    ASSERT_FALSE(wrong);
+    EXPECT_EQ(wrong.error().status, 401);
+    EXPECT_EQ(errcode(wrong.error()), "M_FORBIDDEN");
+    EXPECT_EQ(wrong.error().extra.at("session").as_string(), session);
+    // The binding to endpoint and user holds on every instance.
+    auto other_device = attempt_on(*b->engine, password_auth(session, "alice", kAlicePassword),
+                                   password_challenge(kAlice, "DELETE /devices/TABLET"));
+    ASSERT_FALSE(other_device);
+    EXPECT_EQ(other_device.error().status, 403);
+    auto ok = attempt_on(*b->engine, password_auth(session, "alice", kAlicePassword),
+                         password_challenge(kAlice, "DELETE /devices/PHONE"));
+    ASSERT_TRUE(ok) << ok.error().message;
+    auto replay = attempt(password_auth(session, "alice", kAlicePassword),
+                          password_challenge(kAlice, "DELETE /devices/PHONE"));
+    ASSERT_FALSE(replay);
+    EXPECT_EQ(replay.error().status, 400);
+}
+
+TEST_F(UiaEngineTest, CompletedStagesAreStoredDurably) {
+    ASSERT_TRUE(tokens_->create_sync("durable", 1, 0));
+    auto challenge = registration_challenge({{"m.login.registration_token", "m.login.dummy"}});
+    auto session = start(challenge);
+    auto first = attempt(token_auth(session, "durable"), challenge);
+    ASSERT_FALSE(first);
+    EXPECT_EQ(json::serialize(first.error().extra.at("completed")),
+              R"(["m.login.registration_token"])");
+    // This instance goes away; the flow goes on elsewhere with what the database holds.
+    engine_.reset();
+    auto b = other_instance();
+    auto done = attempt_on(
+        *b->engine, json::object{{"type", "m.login.dummy"}, {"session", session}}, challenge);
+    ASSERT_TRUE(done) << done.error().message;
+    ASSERT_TRUE(done->registration_token);
+    EXPECT_EQ(*done->registration_token, "durable");
+    EXPECT_EQ(token_record("durable").pending, 1);  // held by the request now
+}
+
+TEST_F(UiaEngineTest, OfRacingRequestsOnOneSessionExactlyOneProceeds) {
+    auto b = other_instance();
+    auto challenge = registration_challenge({{"m.login.dummy"}});
+    for (int round = 0; round < 10; ++round) {
+        auto session = start(challenge);
+        json::object auth{{"type", "m.login.dummy"}, {"session", session}};
+        auto [ra, rb] = race(*engine_, *b->engine, auth, challenge);
+        EXPECT_EQ(static_cast<int>(ra.has_value()) + static_cast<int>(rb.has_value()), 1)
+            << "round " << round;
+        const auto& loser = ra ? rb : ra;
+        if (!loser) {
+            EXPECT_EQ(loser.error().status, 400);
+            EXPECT_EQ(loser.error().errcode, "M_UNKNOWN");
+        }
+    }
+    // The same when every stage is done and both requests only name the session.
+    for (int round = 0; round < 10; ++round) {
+        const std::string id = "completed" + std::to_string(round);
+        auto stored = storage::write_sync<bool>(*db_, [&](storage::WriteTxn& txn) {
+            storage::UiaSessionRecord s;
+            s.session_id = id;
+            s.endpoint = "POST /register";
+            s.registration = true;
+            s.flows = {{"m.login.dummy"}};
+            s.completed = {"m.login.dummy"};
+            s.created_ts = kStart;
+            return txn.insert_uia_session(s);
+        });
+        ASSERT_TRUE(stored && *stored);
+        json::object auth{{"session", id}};
+        auto [ra, rb] = race(*engine_, *b->engine, auth, challenge);
+        EXPECT_EQ(static_cast<int>(ra.has_value()) + static_cast<int>(rb.has_value()), 1)
+            << "round " << round;
+    }
+}
+
+TEST_F(UiaEngineTest, TooManyLiveSessionsAre503UntilSomeEnd) {
+    engine_ = std::make_unique<UiaEngine>(clock_, *hasher_, *db_, tokens_.get(), "localhost", 2);
+    auto challenge = registration_challenge({{"m.login.dummy"}});
+    auto first = start(challenge);
+    start(challenge);
+    auto refused = attempt(nullptr, challenge);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().status, 503);
+    EXPECT_EQ(refused.error().retry_after_s, 30);
+    EXPECT_EQ(engine_->session_count(), 2u);
+    // A session used up frees its place once the engine counts again.
+    ASSERT_TRUE(attempt(json::object{{"type", "m.login.dummy"}, {"session", first}}, challenge));
+    clock_.advance_ms(UiaEngine::kRecountIntervalMs);
+    start(challenge);
+    EXPECT_EQ(attempt(nullptr, challenge).error().status, 503);
+    // Sessions opened by other processes count too.
+    clock_.advance_ms(UiaEngine::kSessionLifetimeMs);  // all expired: room for two
+    auto b = other_instance();
+    json::object none;
+    for (int i = 0; i < 2; ++i) {
+        auto r = attempt_on(*b->engine, none, challenge);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().status, 401);
+    }
+    EXPECT_EQ(attempt(nullptr, challenge).error().status, 503);
+}
+
+TEST_F(UiaEngineTest, PruningReleasesOnlyReservationsOfUnfinishedSessions) {
+    ASSERT_TRUE(tokens_->create_sync("kept", 2, 0));
+    auto one_stage = registration_challenge({{"m.login.registration_token"}});
+    auto two_stages = registration_challenge({{"m.login.registration_token", "m.login.dummy"}});
+    // One session used up with the token (the registration owns the use now), one left after
+    // its first stage (the session holds the use).
+    auto done = attempt(token_auth(start(one_stage), "kept"), one_stage);
+    ASSERT_TRUE(done) << done.error().message;
+    ASSERT_FALSE(attempt(token_auth(start(two_stages), "kept"), two_stages));
+    EXPECT_EQ(token_record("kept").pending, 2);
+
+    // Not expired yet: nothing goes.
+    clock_.advance_ms(UiaEngine::kSessionLifetimeMs - 1);
+    EXPECT_EQ(engine_->expire_sessions().value(), 0);
+    clock_.advance_ms(1);
+    EXPECT_EQ(engine_->expire_sessions().value(), 2);
+    EXPECT_EQ(token_record("kept").pending, 1);  // only the abandoned session's use came back
 }
 
 TEST(RegistrationTokens, WellFormedFollowsTheSpecGrammar) {

@@ -69,6 +69,54 @@ TEST(Config, EmptyConfigUsesDefaults) {
     }
 }
 
+TEST(Config, NativeTlsIsOffByDefault) {
+    auto c = parse_config(default_config_text(), "/srv/myelin");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_FALSE(c->listen.tls());
+    EXPECT_TRUE(c->listen.tls_certificate.empty());
+    EXPECT_TRUE(c->listen.tls_private_key.empty());
+    // The default text documents both keys (commented out).
+    EXPECT_NE(default_config_text().find("# tls_certificate = "), std::string::npos);
+    EXPECT_NE(default_config_text().find("# tls_private_key = "), std::string::npos);
+}
+
+TEST(Config, TlsPathsResolveAgainstTheConfigFolderAndMakeTheBaseUrlHttps) {
+    auto c = parse_config(
+        "[listen]\nport = 8448\ntls_certificate = \"tls/cert.pem\"\n"
+        "tls_private_key = \"/etc/myelin/key.pem\"\n",
+        "/srv/myelin");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_TRUE(c->listen.tls());
+    EXPECT_EQ(c->listen.tls_certificate, std::filesystem::path("/srv/myelin/tls/cert.pem"));
+    EXPECT_EQ(c->listen.tls_private_key, std::filesystem::path("/etc/myelin/key.pem"));
+    EXPECT_EQ(c->public_baseurl, "https://127.0.0.1:8448/");
+    // An explicit public_baseurl stays as written (a proxy or another name in front).
+    auto explicit_url = parse_config(
+        "public_baseurl = \"https://matrix.example.org/\"\n[listen]\n"
+        "tls_certificate = \"c.pem\"\ntls_private_key = \"k.pem\"\n",
+        "/x");
+    ASSERT_TRUE(explicit_url) << explicit_url.error().message;
+    EXPECT_EQ(explicit_url->public_baseurl, "https://matrix.example.org/");
+}
+
+TEST(Config, TlsNeedsBothCertificateAndKey) {
+    auto cert_only = parse_config("[listen]\ntls_certificate = \"c.pem\"\n", "/x");
+    ASSERT_FALSE(cert_only);
+    EXPECT_EQ(cert_only.error().message.find("config key 'listen.tls_certificate' is set but "
+                                             "'listen.tls_private_key' is not"),
+              0U)
+        << cert_only.error().message;
+    auto key_only = parse_config("[listen]\ntls_private_key = \"k.pem\"\n", "/x");
+    ASSERT_FALSE(key_only);
+    EXPECT_EQ(key_only.error().message.find("config key 'listen.tls_private_key' is set but "
+                                            "'listen.tls_certificate' is not"),
+              0U)
+        << key_only.error().message;
+    auto not_a_string = parse_config("[listen]\ntls_certificate = true\n", "/x");
+    ASSERT_FALSE(not_a_string);
+    EXPECT_NE(not_a_string.error().message.find("listen.tls_certificate"), std::string::npos);
+}
+
 TEST(Config, BadValueNamesKeyValueAndExpectation) {
     auto c = parse_config("[tokens]\naccess_token_lifetime = \"5 parsecs\"\n", "/x");
     ASSERT_FALSE(c);

@@ -30,6 +30,17 @@ TEST(JsonBody, InvalidUtf8AndDeepNestingAreRejected) {
     EXPECT_FALSE(parse_object("{\"a\":" + deep + "}"));
 }
 
+TEST(JsonBody, NulInAnyStringOrKeyIsMBadJson) {
+    for (const char* body :
+         {R"({"a":"x\u0000y"})", R"({"a\u0000":1})", R"({"a":{"b":["ok","\u0000"]}})"}) {
+        auto r = parse_object(body);
+        ASSERT_FALSE(r) << body;
+        EXPECT_EQ(r.error().errcode, "M_BAD_JSON") << body;
+    }
+    // An escaped backslash followed by "u0000" is not a NUL.
+    EXPECT_TRUE(parse_object(R"({"a":"\\u0000"})"));
+}
+
 TEST(JsonBody, TypedFields) {
     auto obj = *parse_object(R"({"s":"x","b":true,"n":5,"o":{}})");
     EXPECT_EQ(*required_string(obj, "s"), "x");

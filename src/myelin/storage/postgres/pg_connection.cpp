@@ -71,11 +71,22 @@ Error pg_error(std::string_view sqlstate, std::string_view detail, std::string_v
 
 // ---- Params -------------------------------------------------------------------------------
 
+namespace {
+
+// Text parameters travel NUL-terminated: libpq would send "a\0b" as "a". The API refuses NULs
+// in what it reads; a value that still holds one is refused here rather than stored cut short.
+Error nul_text_error() {
+    return errors::invalid_param("Text containing a NUL character cannot be stored");
+}
+
+}  // namespace
+
 Params& Params::add_int(std::int64_t value) { return add_text(std::to_string(value)); }
 
 Params& Params::add_bool(bool value) { return add_text(value ? "true" : "false"); }
 
 Params& Params::add_text(std::string_view value) {
+    if (value.find('\0') != std::string_view::npos) holds_nul_text_ = true;
     values_.emplace_back(value);
     null_.push_back(false);
     lengths_.push_back(static_cast<int>(value.size()));
@@ -165,6 +176,12 @@ Result<TokenHash> Row::column_token_hash(int column) const {
     }
     std::memcpy(hash.data(), PQgetvalue(result_, row_, column), hash.size());
     return hash;
+}
+
+std::string_view Row::column_view(int column) const {
+    if (PQgetisnull(result_, row_, column)) return {};
+    return std::string_view(PQgetvalue(result_, row_, column),
+                            static_cast<std::size_t>(PQgetlength(result_, row_, column)));
 }
 
 Rows::~Rows() { PQclear(result_); }
@@ -283,6 +300,7 @@ Result<const std::string*> Connection::prepared(std::string_view sql, std::strin
 
 Result<Rows> Connection::query(std::string_view sql, const Params& params,
                                std::string_view operation) {
+    if (params.holds_nul_text()) return nul_text_error();
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();
@@ -300,6 +318,7 @@ Result<Rows> Connection::query(std::string_view sql, const Params& params,
 Result<void> Connection::query_each(std::string_view sql, const Params& params,
                                     const std::function<Result<void>(const Row&)>& fn,
                                     std::string_view operation) {
+    if (params.holds_nul_text()) return nul_text_error();
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();
@@ -322,6 +341,54 @@ Result<void> Connection::query_each(std::string_view sql, const Params& params,
         }
         PQclear(result);
     }
+    if (outcome && !done) return fail(nullptr, operation, sql);
+    return outcome;
+}
+
+Result<std::int64_t> Connection::copy_in(
+    const char* sql, const std::function<Result<bool>(std::string& buffer)>& produce,
+    std::string_view operation) {
+    PGresult* started = PQexec(conn_, sql);
+    if (started == nullptr || PQresultStatus(started) != PGRES_COPY_IN) {
+        Error error = fail(started, operation, sql);
+        PQclear(started);
+        return error;
+    }
+    PQclear(started);
+    std::string buffer;
+    std::optional<Error> producer_error;
+    for (;;) {
+        buffer.clear();
+        auto more = produce(buffer);
+        if (!more) {
+            producer_error = more.error();
+            break;
+        }
+        if (!buffer.empty() &&
+            PQputCopyData(conn_, buffer.data(), static_cast<int>(buffer.size())) != 1) {
+            break;  // the connection failed: PQgetResult below reports it
+        }
+        if (!*more) break;
+    }
+    (void)PQputCopyEnd(conn_, producer_error ? "aborted by myelin" : nullptr);
+    Result<std::int64_t> outcome = std::int64_t{0};
+    bool done = false;
+    // Every result must be read before the connection takes a new query.
+    while (PGresult* result = PQgetResult(conn_)) {
+        const auto status = PQresultStatus(result);
+        if (status == PGRES_COMMAND_OK) {
+            const char* tuples = PQcmdTuples(result);
+            if (tuples != nullptr && *tuples != '\0') outcome = std::strtoll(tuples, nullptr, 10);
+            done = true;
+        } else if (producer_error) {
+            // The server's answer to our own abort: the producer's error is the one to report.
+            if (!first_error_) first_error_ = *producer_error;
+        } else if (outcome) {
+            outcome = fail(result, operation, sql);
+        }
+        PQclear(result);
+    }
+    if (producer_error) return *producer_error;
     if (outcome && !done) return fail(nullptr, operation, sql);
     return outcome;
 }

@@ -65,6 +65,9 @@ public:
     Params& add_null();
 
     int size() const { return static_cast<int>(values_.size()); }
+    // Whether a text value holds a NUL byte: query() and query_each() refuse such parameters
+    // (400 M_INVALID_PARAM) instead of letting libpq cut the value at the NUL.
+    bool holds_nul_text() const { return holds_nul_text_; }
     // Arrays for PQexecPrepared; valid until the next add.
     std::vector<const char*> pointers() const;
     const int* lengths() const { return lengths_.data(); }
@@ -75,6 +78,7 @@ private:
     std::vector<bool> null_;
     std::vector<int> lengths_;
     std::vector<int> formats_;
+    bool holds_nul_text_ = false;
 };
 
 // One row of a binary-format result. Integer columns may be smallint, integer, bigint or boolean.
@@ -91,6 +95,9 @@ public:
     std::vector<std::uint8_t> column_blob(int column) const;
     // The column as a TokenHash. Error (500) if it does not hold exactly 32 bytes.
     [[nodiscard]] Result<TokenHash> column_token_hash(int column) const;
+    // The column's value exactly as the server sent it in binary format (empty for NULL), valid
+    // while the result lives. For bulk reads (the SQLite to PostgreSQL copy).
+    std::string_view column_view(int column) const;
 
 private:
     const pg_result* result_;
@@ -137,6 +144,14 @@ public:
     [[nodiscard]] Result<void> query_each(std::string_view sql, const Params& params,
                                           const std::function<Result<void>(const Row&)>& fn,
                                           std::string_view operation = "a query");
+    // Runs `sql`, a `COPY ... FROM STDIN`, and streams it what `produce` appends to the buffer
+    // it is given (cleared before each call) until produce returns false; returns the rows
+    // copied. When produce fails, the COPY is aborted (the transaction with it) and produce's
+    // error is returned; other errors name `operation` (see pg_error). Nothing is held in memory
+    // beyond one buffer.
+    [[nodiscard]] Result<std::int64_t> copy_in(
+        const char* sql, const std::function<Result<bool>(std::string& buffer)>& produce,
+        std::string_view operation = "a COPY");
     // Runs one or more semicolon-separated statements without parameters (transaction control,
     // migrations). Not prepared.
     [[nodiscard]] Result<void> exec(const char* sql, std::string_view operation = "a query");

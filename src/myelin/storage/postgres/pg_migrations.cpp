@@ -114,8 +114,28 @@ CREATE TABLE revocation_log_pruned (
     through_id BIGINT NOT NULL
 );
 )sql"},
+    // User-Interactive Authentication sessions, shared by every instance on the database so that
+    // the requests of one UIA flow may reach different ones. Ephemeral: housekeeping deletes a
+    // row once its 15 minutes are over, oldest first through the created_ts index (which also
+    // serves the count of live sessions). flows and completed are JSON text
+    // (storage/stage_lists.hpp). Not UNLOGGED: a row may hold a registration token reservation,
+    // which would leak if a crash emptied the table.
+    Migration{5, "uia_sessions", R"sql(
+CREATE TABLE uia_sessions (
+    session_id         TEXT COLLATE "C" PRIMARY KEY,
+    endpoint           TEXT NOT NULL,
+    user_id            TEXT COLLATE "C" NOT NULL DEFAULT '',
+    flows              TEXT NOT NULL,
+    registration       BOOLEAN NOT NULL DEFAULT FALSE,
+    created_ts         BIGINT NOT NULL,
+    completed          TEXT NOT NULL DEFAULT '[]',
+    registration_token TEXT COLLATE "C" NULL,
+    finished           BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX uia_sessions_by_created_ts ON uia_sessions (created_ts);
+)sql"},
     // Ephemeral: lost buckets only refill, so no WAL (and nothing to copy when migrating).
-    Migration{5, "shared rate-limit buckets", R"sql(
+    Migration{6, "shared rate-limit buckets", R"sql(
 CREATE UNLOGGED TABLE rate_limit_buckets (
     limit_class BIGINT NOT NULL,
     bucket_key  TEXT COLLATE "C" NOT NULL,

@@ -174,6 +174,33 @@ constexpr std::string_view kPruneSecurityEvents =
     "DELETE FROM security_events WHERE id IN "
     "(SELECT id FROM security_events WHERE ts < $1 ORDER BY ts LIMIT $2)";
 
+#define MYELIN_PG_UIA_SESSION_COLUMNS                                             \
+    "session_id, endpoint, user_id, flows, registration, created_ts, completed, " \
+    "registration_token, finished "
+
+constexpr std::string_view kFindUiaSession =
+    "SELECT " MYELIN_PG_UIA_SESSION_COLUMNS "FROM uia_sessions WHERE session_id = $1";
+constexpr std::string_view kCountLiveUiaSessions =
+    "SELECT COUNT(*) FROM uia_sessions WHERE created_ts >= $1 AND NOT finished";
+constexpr std::string_view kInsertUiaSession =
+    "INSERT INTO uia_sessions (" MYELIN_PG_UIA_SESSION_COLUMNS
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (session_id) DO NOTHING";
+// The compare-and-swap of a session's stages: one statement, decided by the row lock (and,
+// under SERIALIZABLE, a lost race becomes a retried job).
+constexpr std::string_view kUpdateUiaSessionStages =
+    "UPDATE uia_sessions SET completed = $3, registration_token = COALESCE($4, "
+    "registration_token) WHERE session_id = $1 AND completed = $2 AND NOT finished "
+    "AND created_ts >= $5";
+// Using a session up: of concurrent callers on any connection, only one matches.
+constexpr std::string_view kFinishUiaSession =
+    "UPDATE uia_sessions SET finished = TRUE WHERE session_id = $1 AND NOT finished "
+    "AND created_ts >= $2 RETURNING " MYELIN_PG_UIA_SESSION_COLUMNS;
+// Takes the oldest rows through the created_ts index (migration 5): bounded by `limit`.
+constexpr std::string_view kPruneUiaSessions =
+    "DELETE FROM uia_sessions WHERE session_id IN (SELECT session_id FROM uia_sessions "
+    "WHERE created_ts < $1 ORDER BY created_ts LIMIT $2) RETURNING finished, registration_token";
+
+#undef MYELIN_PG_UIA_SESSION_COLUMNS
 #undef MYELIN_PG_SESSION_COLUMNS
 #undef MYELIN_PG_JOINED_SESSION_COLUMNS
 
@@ -334,6 +361,20 @@ Result<std::vector<SessionRecord>> PgQueries<Base>::revoked_sessions_after(
     return all_rows<SessionRecord>(
         conn_.query(kRevokedSessionsAfter, Params{}.add_int(after_session_id).add_int(limit)),
         [](const Row& r) { return rows::read_session(r, 0); });
+}
+
+template <typename Base>
+Result<std::optional<UiaSessionRecord>> PgQueries<Base>::find_uia_session(
+    std::string_view session_id) {
+    return first_row<UiaSessionRecord>(conn_.query(kFindUiaSession, Params{}.add_text(session_id)),
+                                       [](const Row& r) { return rows::read_uia_session(r); });
+}
+
+template <typename Base>
+Result<std::int64_t> PgQueries<Base>::count_live_uia_sessions(std::int64_t min_created_ts) {
+    auto rows = conn_.query(kCountLiveUiaSessions, Params{}.add_int(min_created_ts));
+    if (!rows) return rows.error();
+    return rows->row(0).column_int(0);
 }
 
 template class PgQueries<ReadTxn>;
@@ -529,6 +570,63 @@ Result<std::int64_t> PgWriteTxn::prune_security_events(std::int64_t before_ts, i
     auto rows = conn_.query(kPruneSecurityEvents, Params{}.add_int(before_ts).add_int(limit));
     if (!rows) return rows.error();
     return rows->affected();
+}
+
+Result<bool> PgWriteTxn::insert_uia_session(const UiaSessionRecord& session) {
+    Params params;
+    params.add_text(session.session_id)
+        .add_text(session.endpoint)
+        .add_text(session.user_id)
+        .add_text(encode_flows(session.flows))
+        .add_bool(session.registration)
+        .add_int(session.created_ts)
+        .add_text(encode_stages(session.completed));
+    if (session.registration_token) {
+        params.add_text(*session.registration_token);
+    } else {
+        params.add_null();
+    }
+    params.add_bool(session.finished);
+    return changed_one(conn_.query(kInsertUiaSession, params));
+}
+
+Result<bool> PgWriteTxn::update_uia_session_stages(
+    std::string_view session_id, const std::vector<std::string>& expected_completed,
+    const std::vector<std::string>& completed, std::optional<std::string_view> registration_token,
+    std::int64_t min_created_ts) {
+    Params params;
+    params.add_text(session_id)
+        .add_text(encode_stages(expected_completed))
+        .add_text(encode_stages(completed));
+    if (registration_token) {
+        params.add_text(*registration_token);
+    } else {
+        params.add_null();
+    }
+    params.add_int(min_created_ts);
+    return changed_one(conn_.query(kUpdateUiaSessionStages, params));
+}
+
+Result<std::optional<UiaSessionRecord>> PgWriteTxn::finish_uia_session(
+    std::string_view session_id, std::int64_t min_created_ts) {
+    return first_row<UiaSessionRecord>(
+        conn_.query(kFinishUiaSession, Params{}.add_text(session_id).add_int(min_created_ts)),
+        [](const Row& r) { return rows::read_uia_session(r); });
+}
+
+Result<UiaPruneResult> PgWriteTxn::prune_uia_sessions(std::int64_t before_ts, int limit) {
+    UiaPruneResult result;
+    if (limit <= 0) return result;  // as the SQLite backend
+    auto rows = conn_.query(kPruneUiaSessions, Params{}.add_int(before_ts).add_int(limit));
+    if (!rows) return rows.error();
+    result.deleted = rows->size();
+    for (int i = 0; i < rows->size(); ++i) {
+        const Row row = rows->row(i);
+        if (!row.column_bool(0) && !row.column_is_null(1)) {
+            result.held_tokens.push_back(row.column_text(1));
+        }
+    }
+    return result;
 }
 
 }  // namespace myelin::storage::pg

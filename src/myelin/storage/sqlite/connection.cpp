@@ -126,6 +126,29 @@ Result<TokenHash> Statement::column_token_hash(int column) const {
     return hash;
 }
 
+ColumnType Statement::column_type(int column) const {
+    switch (sqlite3_column_type(stmt_, column)) {
+        case SQLITE_INTEGER:
+            return ColumnType::kInteger;
+        case SQLITE_FLOAT:
+            return ColumnType::kFloat;
+        case SQLITE_TEXT:
+            return ColumnType::kText;
+        case SQLITE_BLOB:
+            return ColumnType::kBlob;
+        default:
+            return ColumnType::kNull;
+    }
+}
+
+std::string_view Statement::column_view(int column) const {
+    // sqlite3_column_blob returns a TEXT value's bytes unchanged; bytes() after it is the size.
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    const int size = sqlite3_column_bytes(stmt_, column);
+    if (data == nullptr || size <= 0) return {};
+    return std::string_view(data, static_cast<std::size_t>(size));
+}
+
 void Statement::reset() {
     // reset() repeats the last step's error code, which was already reported by step().
     sqlite3_reset(stmt_);

@@ -25,6 +25,9 @@ struct sqlite3_stmt;
 
 namespace myelin::storage::sqlite {
 
+// The storage class of one value in a result row.
+enum class ColumnType { kInteger, kFloat, kText, kBlob, kNull };
+
 // The error for SQLite result code `rc` raised by `operation` (e.g. "the commit"; it appears in
 // the message), logged at error level with SQLite's own message from `db` (may be null) and the
 // statement's `sql` (may be empty; it never holds values, they are bound). Environment failures
@@ -67,6 +70,11 @@ public:
     std::vector<std::uint8_t> column_blob(int column) const;
     // The column as a TokenHash. Error (500) if it does not hold exactly 32 bytes.
     [[nodiscard]] Result<TokenHash> column_token_hash(int column) const;
+    // The storage class of the column's value in the current row.
+    ColumnType column_type(int column) const;
+    // The bytes of a TEXT or BLOB value without a copy (empty for NULL), valid until the next
+    // step() or reset(). For bulk reads (the SQLite to PostgreSQL copy).
+    std::string_view column_view(int column) const;
 
     // Resets the statement and clears its bindings, ending any read it holds open.
     void reset();

@@ -113,8 +113,26 @@ CREATE TABLE revocation_log_pruned (
     through_id INTEGER NOT NULL
 ) STRICT;
 )sql"},
+    // User-Interactive Authentication sessions, shared by every process on the database so that
+    // the requests of one UIA flow may reach different ones. Ephemeral: housekeeping deletes a
+    // row once its 15 minutes are over, oldest first through the created_ts index (which also
+    // serves the count of live sessions). flows and completed are JSON (storage/stage_lists.hpp).
+    Migration{5, "uia_sessions", R"sql(
+CREATE TABLE uia_sessions (
+    session_id         TEXT PRIMARY KEY NOT NULL,
+    endpoint           TEXT NOT NULL,
+    user_id            TEXT NOT NULL DEFAULT '',
+    flows              TEXT NOT NULL,
+    registration       INTEGER NOT NULL DEFAULT 0,
+    created_ts         INTEGER NOT NULL,
+    completed          TEXT NOT NULL DEFAULT '[]',
+    registration_token TEXT NULL,
+    finished           INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID, STRICT;
+CREATE INDEX uia_sessions_by_created_ts ON uia_sessions (created_ts);
+)sql"},
     // The numbers stay in step with PostgreSQL's migrations; this one only exists there.
-    Migration{5, "shared rate-limit buckets (PostgreSQL only: nothing to do)", R"sql(
+    Migration{6, "shared rate-limit buckets (PostgreSQL only: nothing to do)", R"sql(
 -- One SQLite database serves one server process, whose rate limits live in its memory.
 )sql"},
 };

@@ -159,6 +159,28 @@ constexpr std::string_view kPruneSecurityEvents =
     "DELETE FROM security_events WHERE id IN "
     "(SELECT id FROM security_events WHERE ts < ?1 ORDER BY ts LIMIT ?2)";
 
+constexpr std::string_view kFindUiaSession =
+    "SELECT session_id, endpoint, user_id, flows, registration, created_ts, completed, "
+    "registration_token, finished FROM uia_sessions WHERE session_id = ?1";
+constexpr std::string_view kCountLiveUiaSessions =
+    "SELECT COUNT(*) FROM uia_sessions WHERE created_ts >= ?1 AND finished = 0";
+constexpr std::string_view kInsertUiaSession =
+    "INSERT INTO uia_sessions (session_id, endpoint, user_id, flows, registration, created_ts, "
+    "completed, registration_token, finished) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+    "ON CONFLICT (session_id) DO NOTHING";
+constexpr std::string_view kUpdateUiaSessionStages =
+    "UPDATE uia_sessions SET completed = ?3, registration_token = COALESCE(?4, "
+    "registration_token) WHERE session_id = ?1 AND completed = ?2 AND finished = 0 "
+    "AND created_ts >= ?5";
+constexpr std::string_view kFinishUiaSession =
+    "UPDATE uia_sessions SET finished = 1 WHERE session_id = ?1 AND finished = 0 "
+    "AND created_ts >= ?2 RETURNING session_id, endpoint, user_id, flows, registration, "
+    "created_ts, completed, registration_token, finished";
+// Walks the created_ts index from its oldest end: bounded by `limit` (migration 5).
+constexpr std::string_view kPruneUiaSessions =
+    "DELETE FROM uia_sessions WHERE session_id IN (SELECT session_id FROM uia_sessions "
+    "WHERE created_ts < ?1 ORDER BY created_ts LIMIT ?2) RETURNING finished, registration_token";
+
 // ---- Row readers --------------------------------------------------------------------------
 
 using rows::read_access_token;
@@ -384,6 +406,23 @@ Result<std::vector<SessionRecord>> SqliteQueries<Base>::revoked_sessions_after(
     (*stmt)->bind_int(1, after_session_id);
     (*stmt)->bind_int(2, limit);
     return all_sessions(**stmt);
+}
+
+template <typename Base>
+Result<std::optional<UiaSessionRecord>> SqliteQueries<Base>::find_uia_session(
+    std::string_view session_id) {
+    auto stmt = conn_.prepare(kFindUiaSession);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, session_id);
+    return one_row<UiaSessionRecord>(**stmt, rows::read_uia_session<Statement>);
+}
+
+template <typename Base>
+Result<std::int64_t> SqliteQueries<Base>::count_live_uia_sessions(std::int64_t min_created_ts) {
+    auto stmt = conn_.prepare(kCountLiveUiaSessions);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, min_created_ts);
+    return single_int(**stmt);
 }
 
 template class SqliteQueries<ReadTxn>;
@@ -669,6 +708,76 @@ Result<std::int64_t> SqliteWriteTxn::prune_security_events(std::int64_t before_t
     (*stmt)->bind_int(2, limit);
     if (auto done = (*stmt)->run(); !done) return done.error();
     return conn_.changes();
+}
+
+Result<bool> SqliteWriteTxn::insert_uia_session(const UiaSessionRecord& session) {
+    auto stmt = conn_.prepare(kInsertUiaSession);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, session.session_id);
+    (*stmt)->bind_text(2, session.endpoint);
+    (*stmt)->bind_text(3, session.user_id);
+    (*stmt)->bind_text(4, encode_flows(session.flows));
+    (*stmt)->bind_int(5, session.registration ? 1 : 0);
+    (*stmt)->bind_int(6, session.created_ts);
+    (*stmt)->bind_text(7, encode_stages(session.completed));
+    if (session.registration_token) {
+        (*stmt)->bind_text(8, *session.registration_token);
+    } else {
+        (*stmt)->bind_null(8);
+    }
+    (*stmt)->bind_int(9, session.finished ? 1 : 0);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<bool> SqliteWriteTxn::update_uia_session_stages(
+    std::string_view session_id, const std::vector<std::string>& expected_completed,
+    const std::vector<std::string>& completed, std::optional<std::string_view> registration_token,
+    std::int64_t min_created_ts) {
+    auto stmt = conn_.prepare(kUpdateUiaSessionStages);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, session_id);
+    (*stmt)->bind_text(2, encode_stages(expected_completed));
+    (*stmt)->bind_text(3, encode_stages(completed));
+    if (registration_token) {
+        (*stmt)->bind_text(4, *registration_token);
+    } else {
+        (*stmt)->bind_null(4);
+    }
+    (*stmt)->bind_int(5, min_created_ts);
+    if (auto done = (*stmt)->run(); !done) return done.error();
+    return conn_.changes() == 1;
+}
+
+Result<std::optional<UiaSessionRecord>> SqliteWriteTxn::finish_uia_session(
+    std::string_view session_id, std::int64_t min_created_ts) {
+    auto stmt = conn_.prepare(kFinishUiaSession);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_text(1, session_id);
+    (*stmt)->bind_int(2, min_created_ts);
+    auto finished = one_row<UiaSessionRecord>(**stmt, rows::read_uia_session<Statement>);
+    if (!finished) return finished.error();
+    // RETURNING yields its row before the statement has run to completion: finish it.
+    if (auto rest = (*stmt)->step(); !rest) return rest.error();
+    return finished;
+}
+
+Result<UiaPruneResult> SqliteWriteTxn::prune_uia_sessions(std::int64_t before_ts, int limit) {
+    UiaPruneResult result;
+    if (limit <= 0) return result;  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kPruneUiaSessions);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, before_ts);
+    (*stmt)->bind_int(2, limit);
+    for (;;) {
+        auto row = (*stmt)->step();
+        if (!row) return row.error();
+        if (!*row) return result;
+        ++result.deleted;
+        if (!(*stmt)->column_bool(0) && !(*stmt)->column_is_null(1)) {
+            result.held_tokens.push_back((*stmt)->column_text(1));
+        }
+    }
 }
 
 }  // namespace myelin::storage::sqlite

@@ -41,6 +41,8 @@ public:
     Result<std::int64_t> revocation_log_pruned_through() override;
     Result<std::vector<SessionRecord>> revoked_sessions_after(std::int64_t after_session_id,
                                                               int limit) override;
+    Result<std::optional<UiaSessionRecord>> find_uia_session(std::string_view session_id) override;
+    Result<std::int64_t> count_live_uia_sessions(std::int64_t min_created_ts) override;
 
 protected:
     Connection& conn_;
@@ -91,6 +93,15 @@ public:
                                                   std::int64_t completed_delta) override;
     Result<std::int64_t> prune_revocation_log(std::int64_t before_ts, int limit) override;
     Result<std::int64_t> prune_security_events(std::int64_t before_ts, int limit) override;
+    Result<bool> insert_uia_session(const UiaSessionRecord& session) override;
+    Result<bool> update_uia_session_stages(std::string_view session_id,
+                                           const std::vector<std::string>& expected_completed,
+                                           const std::vector<std::string>& completed,
+                                           std::optional<std::string_view> registration_token,
+                                           std::int64_t min_created_ts) override;
+    Result<std::optional<UiaSessionRecord>> finish_uia_session(
+        std::string_view session_id, std::int64_t min_created_ts) override;
+    Result<UiaPruneResult> prune_uia_sessions(std::int64_t before_ts, int limit) override;
 };
 
 }  // namespace myelin::storage::sqlite

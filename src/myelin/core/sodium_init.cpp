@@ -1,11 +1,11 @@
-#include "myelin/auth/sodium_init.hpp"
+#include "myelin/core/sodium_init.hpp"
 
 #include <mutex>
 #include <stdexcept>
 
 #include <sodium.h>
 
-namespace myelin::auth {
+namespace myelin {
 
 void ensure_sodium() {
     static std::once_flag once;
@@ -17,4 +17,4 @@ void ensure_sodium() {
     });
 }
 
-}  // namespace myelin::auth
+}  // namespace myelin

@@ -1,0 +1,45 @@
+#include "myelin/storage/transfer/table_rules.hpp"
+
+#include <array>
+
+namespace myelin::storage::transfer {
+
+namespace {
+
+constexpr TableRule copy(std::string_view name) { return {name, TableHandling::kCopy, {}}; }
+
+constexpr TableRule skip(std::string_view name, std::string_view reason) {
+    return {name, TableHandling::kSkip, reason};
+}
+
+// One line per table of the schema (both backends have the same tables). Order matters: the
+// rows of a table are copied after those of every table it refers to.
+constexpr std::array kRules{
+    copy("users"),
+    copy("devices"),
+    copy("sessions"),
+    copy("access_tokens"),   // refers to sessions
+    copy("refresh_tokens"),  // refers to sessions
+    copy("security_events"),
+    copy("registration_tokens"),
+    copy("revocation_log"),
+    copy("revocation_log_pruned"),
+    // Copied (not skipped as ephemeral): an unfinished session may hold a registration-token
+    // reservation that the copied token's pending count includes.
+    copy("uia_sessions"),
+    skip("schema_version", "written by the PostgreSQL migrations"),
+    skip("rate_limit_buckets", "PostgreSQL only (shared rate limits); buckets refill by themselves"),
+};
+
+}  // namespace
+
+std::span<const TableRule> table_rules() { return kRules; }
+
+const TableRule* find_table_rule(std::string_view name) {
+    for (const TableRule& rule : kRules) {
+        if (rule.name == name) return &rule;
+    }
+    return nullptr;
+}
+
+}  // namespace myelin::storage::transfer
