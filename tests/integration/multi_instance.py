@@ -1,7 +1,7 @@
 """Several myelin instances on one PostgreSQL database behind nginx: the deployment that
 docs/deploy.md describes, on 127.0.0.1. Used by test_multi_instance.py and bench/cross_instance.py.
 
-    nginx_binary() -> Path                 Debian's nginx (nginx-light); an AssertionError if missing
+    nginx_binary() -> Path       Debian's nginx (nginx-light); an AssertionError if missing
     nginx_config(prefix, port, upstream_ports) -> str
         The configuration the tests run (and docs/deploy.md shows): one worker, round robin over
         the instances, no sticky sessions, X-Forwarded-For appended, and the answering instance in

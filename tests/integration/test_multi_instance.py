@@ -42,8 +42,8 @@ import requests
 
 import myelin_harness as h
 import multi_instance as mi
-from client_helpers import (R0, V3, bearer, legacy_refresh, login, login_ok, logout, refresh,
-                            refresh_ok, register, register_ok, show, token_works, unique_name,
+from client_helpers import (R0, V3, bearer, legacy_refresh, login, login_ok, logout, refresh_ok,
+                            register, register_ok, show, token_works, unique_name,
                             unique_password, whoami)
 from test_rate_limits import limits, metric, scrape
 
@@ -287,30 +287,31 @@ def test_logout_on_one_instance_stops_the_token_on_the_other(deployment, capsys)
 def test_refresh_on_one_instance_retires_the_old_access_token_on_the_other(deployment, capsys):
     a, b = deployment.a, deployment.b
     latencies = []
-    for origin, other in ((a, b), (b, a), (a, b)):
-        reg = register_ok(origin, unique_name("rot"))
-        s = login_ok(origin, reg.localpart, reg.password, refresh_token=True)
-        for server in (origin, other):
+    # (instance that refreshes, instance where the new access token is first used, the other)
+    for refresher, first_use, other in ((a, a, b), (b, b, a), (a, b, a), (b, a, b)):
+        reg = register_ok(refresher, unique_name("rot"))
+        s = login_ok(refresher, reg.localpart, reg.password, refresh_token=True)
+        for server in (a, b):
             assert token_works(server, s.access_token)
-        new = refresh_ok(origin, s.refresh_token)
+        new = refresh_ok(refresher, s.refresh_token)
         # Until the new access token is used, the old one stays valid everywhere (MSC2918: the
         # client may not have received the answer).
-        for server in (origin, other):
+        for server in (a, b):
             assert token_works(server, s.access_token), \
                 "the old access token must live until the new one is used"
-        # The first use of the new access token (on the refreshing instance) ends the old one:
-        # at once there, and on the other instance as soon as it learns of it.
-        assert token_works(origin, new["access_token"])
+        # The first use of the new access token ends the old one: at once on the instance that
+        # saw that use, and on the other as soon as it learns of it.
+        assert token_works(first_use, new["access_token"])
         since = time.perf_counter()
-        h.assert_matrix_error(whoami(origin, s.access_token), 401, "M_UNKNOWN_TOKEN")
+        h.assert_matrix_error(whoami(first_use, s.access_token), 401, "M_UNKNOWN_TOKEN")
         latencies.append(wait_until_rejected(
             other, s.access_token, since,
             "old access token on the other instance after the new one was used"))
-        # The new pair is honoured by the other instance: its access token, and its refresh
-        # token, whose successor then works on the first instance.
+        # The new pair is honoured everywhere: its access token, and its refresh token, whose
+        # successor then works on the other instance.
         assert token_works(other, new["access_token"])
         newer = refresh_ok(other, new["refresh_token"])
-        assert token_works(origin, newer["access_token"])
+        assert token_works(first_use, newer["access_token"])
     report(capsys, f"first use of the new access token -> old one 401 on the other instance: "
                    f"{fmt_ms(latencies)} (max {max(latencies) * 1000:.1f} ms)")
 
