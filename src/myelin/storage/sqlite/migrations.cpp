@@ -131,9 +131,16 @@ CREATE TABLE uia_sessions (
 ) WITHOUT ROWID, STRICT;
 CREATE INDEX uia_sessions_by_created_ts ON uia_sessions (created_ts);
 )sql"},
-    // The numbers stay in step with PostgreSQL's migrations; this one only exists there.
-    Migration{6, "shared rate-limit buckets (PostgreSQL only: nothing to do)", R"sql(
--- One SQLite database serves one server process, whose rate limits live in its memory.
+    // Shared rate-limit buckets are used on PostgreSQL only (one SQLite database serves one
+    // server process, whose buckets live in its memory); the table exists here too so that
+    // both backends have the same tables (migrate-sqlite-to-postgres checks that).
+    Migration{6, "shared rate-limit buckets (unused on SQLite)", R"sql(
+CREATE TABLE rate_limit_buckets (
+    limit_class INTEGER NOT NULL,
+    bucket_key  TEXT NOT NULL,
+    tat_us      INTEGER NOT NULL,
+    PRIMARY KEY (limit_class, bucket_key)
+) WITHOUT ROWID, STRICT;
 )sql"},
 };
 
