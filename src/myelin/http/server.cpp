@@ -57,11 +57,11 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/url/parse.hpp>
 
 #include "myelin/core/error.hpp"
 #include "myelin/core/log.hpp"
 #include "myelin/http/cors.hpp"
+#include "myelin/http/target.hpp"
 
 namespace myelin::http {
 namespace {
@@ -161,42 +161,6 @@ Method to_method(bhttp::verb verb) {
         default:
             return Method::kOther;
     }
-}
-
-// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
-// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
-// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
-// decoded path holds a NUL: such a request is answered 400 M_UNRECOGNIZED instead of reaching a
-// router that compares decoded paths.
-// Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
-bool is_plain_path(std::string_view target) {
-    if (target.empty() || target.front() != '/') return false;
-    for (char c : target) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '.' || c == '_' ||
-                        c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' ||
-                        c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' ||
-                        c == ':' || c == '@';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-bool parse_target(Request& request) {
-    if (is_plain_path(request.target)) {  // the common case, without Boost.URL
-        request.raw_path = request.target;
-        request.path = request.target;
-        return true;
-    }
-    auto url = boost::urls::parse_origin_form(request.target);
-    if (!url) return false;
-    request.raw_path = std::string_view(url->encoded_path());
-    request.path = url->path();
-    if (request.path.find('\0') != std::string::npos) return false;
-    for (auto param : url->params()) {
-        request.query.emplace_back(std::move(param.key), std::move(param.value));
-    }
-    return true;
 }
 
 Response server_error(int status, std::string_view errcode, std::string message) {
