@@ -1,16 +1,19 @@
 # Myelin: the two commands of the README and their helpers.
 #   make run    install missing packages, build Release, write ./myelin.toml on first run, serve
 #   make test   install missing packages, build, run every test tier (unit, storage, integration)
-# Further targets: build, test-sanitize (unit + integration under ASan/UBSan), bench, format, clean.
+# Further targets: build, test-sanitize (unit + integration under ASan/UBSan), fuzz (libFuzzer
+# targets under ASan/UBSan, FUZZ_SECONDS each), bench, format, clean.
 
 JOBS      ?= $(shell nproc)
 BUILD     ?= build
 ASAN      ?= build-asan
+FUZZ      ?= build-fuzz
+FUZZ_SECONDS ?= 30
 CONFIG    ?= myelin.toml
 WERROR    ?= ON
 CMAKE_ARGS = -DCMAKE_BUILD_TYPE=Release -DMYELIN_WARNINGS_AS_ERRORS=$(WERROR)
 
-.PHONY: run test build deps test-sanitize bench format clean
+.PHONY: run test build deps test-sanitize fuzz bench format clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -38,6 +41,11 @@ test-sanitize: deps
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j 1
 
+# Every libFuzzer target (fuzz/) built with clang, ASan and UBSan, run FUZZ_SECONDS each from
+# its seed corpus; fails on any crash (scripts/fuzz.sh).
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ) JOBS=$(JOBS) WERROR=$(WERROR) ./scripts/fuzz.sh
+
 bench: build
 	./bench/run.sh
 
@@ -45,4 +53,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -8,6 +8,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config
+  clang libclang-rt-14-dev  # fuzz targets: clang++ with libFuzzer and the sanitizer runtimes
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libsqlite3-dev libpq-dev libsodium-dev libssl-dev openssl
   libspdlog-dev libfmt-dev libtomlplusplus-dev libcli11-dev

@@ -5,6 +5,10 @@
 #                                                  then stops the cluster; exits with COMMAND's status
 #   scripts/pg-test-cluster.sh                     prints the URL and keeps the cluster until Ctrl-C
 #
+# Besides MYELIN_TEST_POSTGRES_URL, COMMAND sees MYELIN_TEST_POSTGRES_CTL, a script that runs
+# pg_ctl on this cluster as its owner (`$MYELIN_TEST_POSTGRES_CTL -m fast stop`, `... start`,
+# `... restart`; it keeps the port and settings), and MYELIN_TEST_POSTGRES_LOG, the server's log.
+#
 # The cluster lives in a fresh temporary folder (initdb from Debian's postgresql-15), listens on
 # 127.0.0.1 only, on a free port, with fsync on; its socket folder is inside that temporary folder.
 # Connections over TCP need the superuser's random password, which is part of the URL. initdb
@@ -71,11 +75,14 @@ free_port() {
 }
 rm -f "$pwfile"
 
+server_options() {
+  echo "-p $1 -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c fsync=on -c max_connections=200"
+}
+
 # A port chosen free can be taken before the server binds it: try a few.
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
-  if "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c fsync=on -c max_connections=200" \
+  if "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$(server_options "$port")" \
       start >/dev/null 2>&1; then
     started=1
     break
@@ -87,7 +94,23 @@ if [ "$started" -ne 1 ]; then
   exit 2
 fi
 
+# Fault tests stop and start the cluster under a running server: pg_ctl as the cluster's owner,
+# on its data folder, with the same port and settings. The cleanup above stops it whatever state
+# a test leaves it in.
+ctl="$tmp/pg-ctl"
+{
+  echo '#!/usr/bin/env bash'
+  echo '# pg_ctl for the throwaway cluster of scripts/pg-test-cluster.sh: start, stop, restart, status'
+  printf 'exec'
+  printf ' %q' "${as_owner[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+    -o "$(server_options "$port")"
+  echo ' "$@"'
+} >"$ctl"
+chmod 0755 "$ctl"
+
 export MYELIN_TEST_POSTGRES_URL="postgresql://postgres:$password@127.0.0.1:$port/postgres"
+export MYELIN_TEST_POSTGRES_CTL="$ctl"
+export MYELIN_TEST_POSTGRES_LOG="$log"
 echo "pg-test-cluster: PostgreSQL listening on 127.0.0.1:$port (data in $data)" >&2
 
 if [ $# -eq 0 ]; then

@@ -43,6 +43,12 @@ Backend
                                                           transaction)
         Plain SQL that both backends accept; on PostgreSQL the values go through psql as
         literals (None, bool, int, str), so booleans read back as True/False rather than 1/0.
+    only_on_postgres(reason)   a mark that skips a test of the PostgreSQL backend itself on SQLite
+    postgres_ctl(*args, timeout=90, check=True) -> CompletedProcess
+        pg_ctl on the cluster, as its owner ("-m", "fast", "restart"; "-m", "immediate", "stop";
+        "start"; "status"), through the MYELIN_TEST_POSTGRES_CTL script of
+        scripts/pg-test-cluster.sh; fails (never skips) when the backend is postgres but the
+        cluster cannot be controlled.
 
 Spec validation (OpenAPI 3.1 files in data/api/client-server, Swagger 2.0 in historical/)
     assert_matches_spec(body, "login.yaml", "/_matrix/client/v3/login", "post", 200)
@@ -176,6 +182,23 @@ def only_on_postgres(reason: str):
 
     return pytest.mark.skipif(backend() != "postgres",
                               reason=f"runs in integration_postgres: {reason}")
+
+
+def postgres_ctl(*args: str, timeout: float = 90, check: bool = True
+                 ) -> subprocess.CompletedProcess:
+    """Runs pg_ctl with `args` on the test cluster (MYELIN_TEST_POSTGRES_CTL, set by
+    scripts/pg-test-cluster.sh) and, with `check`, asserts it succeeded; returns the finished
+    process ("status" exits 3 when the cluster is stopped)."""
+    assert backend() == "postgres", "postgres_ctl needs MYELIN_INTEGRATION_BACKEND=postgres"
+    ctl = os.environ.get("MYELIN_TEST_POSTGRES_CTL", "")
+    assert ctl and Path(ctl).exists(), (
+        "MYELIN_TEST_POSTGRES_CTL is not set or missing: run the suite under "
+        "scripts/pg-test-cluster.sh (ctest integration_postgres) to control the cluster")
+    r = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 or not check, f"pg_ctl {' '.join(args)} failed ({r.returncode}): " \
+                                           f"{r.stdout.strip()} {r.stderr.strip()}"
+    return r
 
 
 def _pg_literal(value: Any) -> str:

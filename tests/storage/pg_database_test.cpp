@@ -10,12 +10,15 @@
 #include <future>
 #include <latch>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
+#include "myelin/core/log.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/postgres/pg_connection.hpp"
 #include "myelin/storage/postgres/pg_session_feed.hpp"
@@ -239,6 +242,42 @@ TEST_F(PostgresDatabaseTest, AConnectionKilledMidJobFailsThatJobWith503ThenRecov
     ASSERT_TRUE(again) << again.error().message;
     EXPECT_TRUE(*again);
     EXPECT_TRUE(user_exists(*db, "@before-kill:x"));
+}
+
+// libpq prints what the server sends unasked (a notice, or the FATAL an idle connection gets
+// when PostgreSQL shuts down) straight to stderr, without time or level; it goes to the
+// application log instead.
+TEST(PostgresConnection, ServerNoticesGoToTheApplicationLogNotRawToStderr) {
+    MYELIN_REQUIRE_POSTGRES();
+    PostgresTestDatabase pgdb;
+    const PostgresOptions o = pgdb.options();
+    pg::ConnectionSettings settings;
+    settings.host = o.host;
+    settings.port = o.port;
+    settings.user = o.user;
+    settings.password = o.password;
+    settings.dbname = o.dbname;
+    auto conn = pg::Connection::open(settings);
+    ASSERT_TRUE(conn) << conn.error().message;
+
+    std::ostringstream logged;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(logged);
+    auto logger = myelin::log::app();
+    logger->sinks().push_back(sink);
+    ::testing::internal::CaptureStderr();
+    auto done = (*conn)->exec("DO $$ BEGIN RAISE WARNING 'myelin-notice-probe'; END $$");
+    logger->flush();
+    const std::string raw = ::testing::internal::GetCapturedStderr();
+    logger->sinks().pop_back();
+    ASSERT_TRUE(done) << done.error().message;
+
+    EXPECT_NE(logged.str().find("postgresql: the server says: WARNING:  myelin-notice-probe"),
+              std::string::npos)
+        << logged.str();
+    std::istringstream lines(raw);
+    for (std::string line; std::getline(lines, line);) {
+        EXPECT_NE(line.rfind("WARNING:", 0), 0u) << "printed by libpq: " << line;
+    }
 }
 
 TEST_F(PostgresDatabaseTest, IdleConnectionsKilledByTheServerAreReopenedWithoutAnError) {

@@ -68,13 +68,12 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/url/parse.hpp>
 
 #include "myelin/core/error.hpp"
 #include "myelin/core/log.hpp"
-#include "myelin/core/utf8.hpp"
 #include "myelin/http/connection_quota.hpp"
 #include "myelin/http/cors.hpp"
+#include "myelin/http/target.hpp"
 #include "myelin/http/server_core.hpp"
 
 #if MYELIN_HTTP_SERVER_TLS
@@ -190,50 +189,6 @@ Method to_method(bhttp::verb verb) {
         default:
             return Method::kOther;
     }
-}
-
-// Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
-bool is_plain_path(std::string_view target) {
-    if (target.empty() || target.front() != '/') return false;
-    for (char c : target) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '.' || c == '_' ||
-                        c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' ||
-                        c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' ||
-                        c == ':' || c == '@';
-        if (!ok) return false;
-    }
-    return true;
-}
-
-// Whether a decoded piece of the target can be passed on: Matrix identifiers are UTF-8, and
-// PostgreSQL rejects malformed UTF-8 (an error) and cuts text at a NUL (another value).
-bool is_clean_text(std::string_view text) {
-    return text.find('\0') == std::string_view::npos && is_valid_utf8(text);
-}
-
-// Splits request.target (origin-form, RFC 9112 3.2.1) into raw_path, the percent-decoded path
-// and the decoded query parameters ('+' decodes to a space, as in HTML forms and Synapse).
-// Returns false when the target is not origin-form ("*", absolute-form, bad escapes) or when the
-// decoded path or a decoded query key or value is not NUL-free UTF-8 (see is_clean_text): such a
-// request is answered 400 M_UNRECOGNIZED instead of reaching a router that compares decoded paths
-// and handlers that hand path and query values on to storage.
-bool parse_target(Request& request) {
-    if (is_plain_path(request.target)) {  // the common case, without Boost.URL
-        request.raw_path = request.target;
-        request.path = request.target;
-        return true;
-    }
-    auto url = boost::urls::parse_origin_form(request.target);
-    if (!url) return false;
-    request.raw_path = std::string_view(url->encoded_path());
-    request.path = url->path();
-    if (!is_clean_text(request.path)) return false;
-    for (auto param : url->params()) {
-        if (!is_clean_text(param.key) || !is_clean_text(param.value)) return false;
-        request.query.emplace_back(std::move(param.key), std::move(param.value));
-    }
-    return true;
 }
 
 Response server_error(int status, std::string_view errcode, std::string message) {

@@ -451,6 +451,25 @@ TEST_F(ServerTest, BodyLimitIsTheRoutesOrTheDefault) {
     }
 }
 
+// Found by fuzz/fuzz_http_request: a chunked body whose first chunk is the last one ("0\r\n"),
+// followed by a single byte in a later read, tripped a wrong assertion in Boost.Beast 1.81's
+// chunk parser (boostorg/beast#2861) and aborted debug builds of the server. The pauses make the
+// server read the pieces separately (the request is complete either way).
+TEST_F(ServerTest, EmptyChunkedBodyArrivingByteByByteIsAccepted) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    TestClient client(port());
+    ASSERT_TRUE(
+        client.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    for (std::string_view piece : {"0\r\n", "\r", "\n"}) {
+        std::this_thread::sleep_for(50ms);
+        ASSERT_TRUE(client.send(piece));
+    }
+    auto reply = client.read_reply();
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->status, 200);
+    EXPECT_EQ(field(json_body(*reply), "body_size"), "0");
+}
+
 TEST_F(ServerTest, ExpectContinueGets100BeforeTheBody) {
     ASSERT_NO_FATAL_FAILURE(start());
     TestClient client(port());

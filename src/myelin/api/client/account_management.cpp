@@ -5,8 +5,8 @@
 
 #include <boost/json.hpp>
 
+#include "myelin/api/client/request_bodies.hpp"
 #include "myelin/api/client/routes.hpp"
-#include "myelin/json/body.hpp"
 #include "myelin/service/uia.hpp"
 
 namespace myelin::api::client {
@@ -35,28 +35,16 @@ boost::asio::awaitable<Result<http::Response>> post_password(Services& services,
                                                              RequestContext& ctx) {
     const auto& id = *ctx.identity;
     if (id.is_guest()) co_return guest_forbidden();
-    auto body = json::parse_object(ctx.request.body);
+    auto body = decode_password_change(ctx.request.body, services.config.passwords.max_length);
     if (!body) co_return body.error();
-    auto new_password = json::required_string(*body, "new_password");
-    if (!new_password) co_return new_password.error();
-    if (new_password->size() > services.config.passwords.max_length) {
-        co_return errors::invalid_param("Password too long (max " +
-                                        std::to_string(services.config.passwords.max_length) +
-                                        " bytes)");
-    }
-    auto logout_devices = json::optional_bool(*body, "logout_devices");
-    if (!logout_devices) co_return logout_devices.error();
-    auto auth = json::optional_object(*body, "auth");
-    if (!auth) co_return auth.error();
 
-    auto uia_op =
-        services.uia.authenticate(*auth, password_challenge("POST /account/password", id));
+    auto uia_op = services.uia.authenticate(body->auth ? &*body->auth : nullptr,
+                                            password_challenge("POST /account/password", id));
     auto completed = co_await std::move(uia_op);
     if (!completed) co_return completed.error();
 
-    auto op =
-        services.accounts.change_password(id.user_id(), std::move(*new_password),
-                                          logout_devices->value_or(true), id.session->session_id);
+    auto op = services.accounts.change_password(id.user_id(), std::move(body->new_password),
+                                                body->logout_devices, id.session->session_id);
     auto changed = co_await std::move(op);
     if (!changed) co_return changed.error();
     co_return http::json_response(boost::json::object{});
@@ -69,17 +57,11 @@ boost::asio::awaitable<Result<http::Response>> post_deactivate(Services& service
                                                                RequestContext& ctx) {
     const auto& id = *ctx.identity;
     if (id.is_guest()) co_return guest_forbidden();
-    auto body = json::parse_object(ctx.request.body, true);
+    auto body = decode_deactivate(ctx.request.body);
     if (!body) co_return body.error();
-    auto id_server = json::optional_string(*body, "id_server");
-    if (!id_server) co_return id_server.error();
-    auto erase = json::optional_bool(*body, "erase");
-    if (!erase) co_return erase.error();
-    auto auth = json::optional_object(*body, "auth");
-    if (!auth) co_return auth.error();
 
-    auto uia_op =
-        services.uia.authenticate(*auth, password_challenge("POST /account/deactivate", id));
+    auto uia_op = services.uia.authenticate(body->auth ? &*body->auth : nullptr,
+                                            password_challenge("POST /account/deactivate", id));
     auto completed = co_await std::move(uia_op);
     if (!completed) co_return completed.error();
 

@@ -6,8 +6,8 @@
 
 #include <boost/json.hpp>
 
+#include "myelin/api/client/request_bodies.hpp"
 #include "myelin/api/client/routes.hpp"
-#include "myelin/json/body.hpp"
 #include "myelin/service/uia.hpp"
 
 namespace myelin::api::client {
@@ -65,9 +65,7 @@ boost::asio::awaitable<Result<http::Response>> get_device(Services& services, Re
 // existing devices: creating one this way is for application services (v1.17), which this
 // server does not have. Errors: 400 M_NOT_JSON/M_BAD_JSON, 404 M_NOT_FOUND, 503.
 boost::asio::awaitable<Result<http::Response>> put_device(Services& services, RequestContext& ctx) {
-    auto body = json::parse_object(ctx.request.body, true);
-    if (!body) co_return body.error();
-    auto display_name = json::optional_string(*body, "display_name");
+    auto display_name = decode_device_update(ctx.request.body);
     if (!display_name) co_return display_name.error();
     auto op = services.devices.rename(ctx.identity->user_id(), ctx.request.path_params.at(0),
                                       std::move(*display_name));
@@ -84,14 +82,12 @@ boost::asio::awaitable<Result<http::Response>> delete_device(Services& services,
                                                              RequestContext& ctx) {
     const auto& id = *ctx.identity;
     if (id.is_guest()) co_return guest_forbidden();
-    auto body = json::parse_object(ctx.request.body, true);
-    if (!body) co_return body.error();
-    auto auth = json::optional_object(*body, "auth");
+    auto auth = decode_device_delete(ctx.request.body);
     if (!auth) co_return auth.error();
     const std::string& device_id = ctx.request.path_params.at(0);
 
-    auto uia_op =
-        services.uia.authenticate(*auth, delete_challenge("DELETE /devices/" + device_id, id));
+    auto uia_op = services.uia.authenticate(*auth ? &**auth : nullptr,
+                                            delete_challenge("DELETE /devices/" + device_id, id));
     auto completed = co_await std::move(uia_op);
     if (!completed) co_return completed.error();
 
@@ -111,25 +107,15 @@ boost::asio::awaitable<Result<http::Response>> post_delete_devices(Services& ser
                                                                    RequestContext& ctx) {
     const auto& id = *ctx.identity;
     if (id.is_guest()) co_return guest_forbidden();
-    auto body = json::parse_object(ctx.request.body);
+    auto body = decode_delete_devices(ctx.request.body);
     if (!body) co_return body.error();
-    const auto* listed = body->if_contains("devices");
-    if (!listed || listed->is_null()) co_return errors::missing_param("Missing 'devices'");
-    if (!listed->is_array()) co_return errors::bad_json("'devices' must be an array of strings");
-    std::vector<std::string> ids;
-    ids.reserve(listed->as_array().size());
-    for (const auto& v : listed->as_array()) {
-        if (!v.is_string()) co_return errors::bad_json("'devices' must be an array of strings");
-        ids.emplace_back(v.as_string());
-    }
-    auto auth = json::optional_object(*body, "auth");
-    if (!auth) co_return auth.error();
 
-    auto uia_op = services.uia.authenticate(*auth, delete_challenge("POST /delete_devices", id));
+    auto uia_op = services.uia.authenticate(body->auth ? &*body->auth : nullptr,
+                                            delete_challenge("POST /delete_devices", id));
     auto completed = co_await std::move(uia_op);
     if (!completed) co_return completed.error();
 
-    auto op = services.devices.remove(id.user_id(), std::move(ids));
+    auto op = services.devices.remove(id.user_id(), std::move(body->devices));
     auto removed = co_await std::move(op);
     if (!removed) co_return removed.error();
     co_return http::json_response(boost::json::object{});

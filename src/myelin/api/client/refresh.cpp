@@ -6,18 +6,16 @@
 
 #include <boost/json.hpp>
 
+#include "myelin/api/client/request_bodies.hpp"
 #include "myelin/api/client/routes.hpp"
 #include "myelin/api/client/tokens_json.hpp"
-#include "myelin/json/body.hpp"
 
 namespace myelin::api::client {
 namespace {
 
 boost::asio::awaitable<Result<http::Response>> post_refresh(Services& services, RequestContext& ctx,
                                                             service::RefreshFlavor flavor) {
-    auto body = json::parse_object(ctx.request.body);
-    if (!body) co_return body.error();
-    auto token = json::required_string(*body, "refresh_token");
+    auto token = decode_refresh(ctx.request.body);
     if (!token) co_return token.error();
     auto op = services.sessions.refresh(std::move(*token), flavor);
     auto tokens = co_await std::move(op);

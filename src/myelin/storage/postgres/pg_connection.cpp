@@ -43,14 +43,29 @@ std::string_view field(const PGresult* result, int code) {
     return value != nullptr ? std::string_view(value) : std::string_view();
 }
 
-// libpq's connection message, first line only (later lines repeat hints).
-std::string connection_message(const PGconn* conn) {
-    std::string message = conn != nullptr ? PQerrorMessage(conn) : "out of memory";
-    while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) {
+// `message` on one line: libpq's messages end in a newline and continue on lines that start
+// with a tab.
+std::string one_line(std::string message) {
+    while (!message.empty() &&
+           (message.back() == '\n' || message.back() == ' ' || message.back() == '\t')) {
         message.pop_back();
     }
     std::replace(message.begin(), message.end(), '\n', ' ');
+    std::replace(message.begin(), message.end(), '\t', ' ');
     return message;
+}
+
+// libpq's connection message, on one line.
+std::string connection_message(const PGconn* conn) {
+    return one_line(conn != nullptr ? PQerrorMessage(conn) : "out of memory");
+}
+
+// What the server sends outside an answer to a query: notices and warnings, and the FATAL it
+// sends an idle connection before closing it (shutdown, pg_terminate_backend). libpq would print
+// them to stderr as they are; they go to the application log instead, at warning level.
+void log_server_notice(void* /*unused*/, const char* message) {
+    myelin::log::app()->warn("postgresql: the server says: {}",
+                             one_line(message != nullptr ? message : ""));
 }
 
 }  // namespace
@@ -239,6 +254,7 @@ Result<std::unique_ptr<Connection>> Connection::open(const ConnectionSettings& s
                         settings.host, settings.port, settings.dbname, reason),
             5);
     }
+    PQsetNoticeProcessor(conn, &log_server_notice, nullptr);
     return std::unique_ptr<Connection>(new Connection(conn));
 }
 

@@ -129,6 +129,8 @@ class Connection {
 public:
     // Connects and sets the session up (UTC, synchronous_commit, application_name). Error (503)
     // naming the server (never the password) and PostgreSQL's reason when it cannot connect.
+    // What the server sends unasked (notices, the FATAL before it closes an idle connection)
+    // goes to the application log at warning level, never raw to stderr.
     [[nodiscard]] static Result<std::unique_ptr<Connection>> open(
         const ConnectionSettings& settings);
     ~Connection();
