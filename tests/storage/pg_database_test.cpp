@@ -482,12 +482,18 @@ TEST_F(PostgresDatabaseTest, TheSessionFeedDeliversCommittedChangesOnly) {
         return errors::internal("rolled back on purpose");
     });
     ASSERT_FALSE(failed);
-    auto advanced = write_sync<bool>(
+    // A refresh that only mints the next pair (used stays) ends no token: nothing is sent.
+    auto minted = write_sync<bool>(
         *writer, [&](WriteTxn& txn) { return txn.update_session_generations(*sid, 0, 1, 0); });
+    ASSERT_TRUE(minted && *minted);
+    // The first use of the new pair ends the old one: that is sent.
+    auto advanced = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.update_session_generations(*sid, 1, 1, 1); });
     ASSERT_TRUE(advanced && *advanced);
     // A CAS that does not match changes nothing and sends nothing.
     auto missed = write_sync<bool>(
         *writer, [&](WriteTxn& txn) { return txn.update_session_generations(*sid, 0, 9, 9); });
+    // (expected current 0, but it is 1 now)
     ASSERT_TRUE(missed);
     EXPECT_FALSE(*missed);
     ASSERT_TRUE(write_sync<bool>(*writer, [&](WriteTxn& txn) -> Result<bool> {
@@ -505,7 +511,7 @@ TEST_F(PostgresDatabaseTest, TheSessionFeedDeliversCommittedChangesOnly) {
     EXPECT_EQ(all[0].kind, SessionChange::Kind::kAdvanced);
     EXPECT_EQ(all[0].session_id, *sid);
     EXPECT_EQ(all[0].current_generation, 1);
-    EXPECT_EQ(all[0].used_generation, 0);
+    EXPECT_EQ(all[0].used_generation, 1);
     EXPECT_EQ(all[1].kind, SessionChange::Kind::kRevoked);
     EXPECT_EQ(all[1].session_id, *sid);
     EXPECT_EQ(all[1].reason, RevokeReason::kAdmin);

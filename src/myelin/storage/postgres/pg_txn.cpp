@@ -57,13 +57,17 @@ constexpr std::string_view kInsertSession =
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING session_id";
 // The rotation's compare-and-swap: one statement, so that a concurrent one is decided by the
 // row lock (and, under SERIALIZABLE, a lost race becomes a retried job, never a lost update).
-// Each change to a session also NOTIFYs the processes sharing the database (their token caches
-// follow it: pg_session_feed.hpp); a NOTIFY is delivered only when its transaction commits.
+// A change to a session that ends tokens also NOTIFYs the processes sharing the database (their
+// token caches follow it: pg_session_feed.hpp); a NOTIFY is delivered only when its transaction
+// commits. Only an advance of used_generation ends tokens (a cache judges a token by it alone),
+// so a refresh that only mints the next pair (v3: used stays) sends nothing: PostgreSQL
+// serialises the commits of transactions that NOTIFY, and the refresh is the hot write.
 constexpr std::string_view kUpdateSessionGenerations =
-    "UPDATE sessions SET current_generation = $3, used_generation = $4 "
-    "WHERE session_id = $1 AND current_generation = $2 AND revoked_ts = 0 "
-    "RETURNING pg_notify('myelin_sessions', 'a ' || session_id || ' ' || current_generation || "
-    "' ' || used_generation)";
+    "UPDATE sessions AS s SET current_generation = $3, used_generation = $4 "
+    "FROM (SELECT used_generation AS old_used FROM sessions WHERE session_id = $1) AS o "
+    "WHERE s.session_id = $1 AND s.current_generation = $2 AND s.revoked_ts = 0 "
+    "RETURNING (SELECT pg_notify('myelin_sessions', 'a ' || s.session_id || ' ' || "
+    "s.current_generation || ' ' || s.used_generation) WHERE s.used_generation > o.old_used)";
 // Ends a live session and wipes its sealed successors in one statement; returns a row only when
 // this call ended it (the revocation must then be logged).
 constexpr std::string_view kRevokeSession =
