@@ -7,6 +7,8 @@ sys.path). The public API:
 Locations
     binary_path()                  MYELIN_BINARY, else <repo>/build/myelin
     spec_dir()                     MYELIN_SPEC_DIR, else <repo>/../shared/matrix-spec
+    fault_shim_path()              MYELIN_FAULT_SHIM, else the LD_PRELOAD fault injector beside
+                                   the binary's build (tests/integration/fault_shim/fault_shim.c)
     run_cli(*args, env=None, cwd=None, timeout=30)  -> subprocess.CompletedProcess (text)
 
 Servers
@@ -116,6 +118,14 @@ def binary_path() -> Path:
 def spec_dir() -> Path:
     env = os.environ.get("MYELIN_SPEC_DIR")
     return Path(env) if env else (REPO_ROOT.parent / "shared" / "matrix-spec").resolve()
+
+
+def fault_shim_path() -> Path:
+    """The test-only LD_PRELOAD library that fails file writes on demand (fault_shim.c)."""
+    env = os.environ.get("MYELIN_FAULT_SHIM")
+    if env:
+        return Path(env)
+    return binary_path().parent / "tests" / "integration" / "fault_shim" / "libmyelin_fault_shim.so"
 
 
 def _child_env(extra: Mapping[str, str] | None = None) -> dict:

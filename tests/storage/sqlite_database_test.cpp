@@ -21,6 +21,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "myelin/storage/await.hpp"
 
@@ -248,6 +249,62 @@ TEST(SqliteDatabase, AFailedCommitFailsItsJobsAndTheNextBatchSucceeds) {
     EXPECT_TRUE(*retried);
     EXPECT_TRUE(user_exists(*db, "@during:x"));
     EXPECT_TRUE(user_exists(*db, "@before:x"));
+}
+
+// Another process (here: another connection) holds the write lock. The writer's BEGIN waits for
+// the busy timeout and fails with 503; the jobs that queued while it waited get that answer at
+// once instead of a batch of their own and a second wait. The lock is released when the first
+// failure is delivered: a job that waited for a BEGIN of its own would then succeed.
+TEST(SqliteDatabase, JobsQueuedBehindABeginThatFindsTheDatabaseLockedFailWithIt) {
+    TempDir dir;
+    const std::string path = dir.file("myelin.db");
+    SqliteOptions options;
+    options.busy_timeout = std::chrono::milliseconds(1500);
+    auto db = open_or_fail(path, options);
+    ASSERT_TRUE(db);
+
+    sqlite3* holder = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &holder), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(holder, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+
+    std::latch done(3);
+    Result<void> first;
+    WriteJob job;
+    job.run = [](WriteTxn& txn) -> Result<void> {
+        auto inserted = txn.insert_user(make_user("@first:x"));
+        if (!inserted) return inserted.error();
+        return {};
+    };
+    job.on_committed = [&](const Result<void>& r) {
+        first = r;
+        sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr);  // on the writer thread
+        done.count_down();
+    };
+    db->post_write(std::move(job));
+    // Give the writer time to take the first job and start waiting for the lock; had it not
+    // yet, the next two would join its batch and the test would pass without showing anything.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Result<void> second;
+    Result<void> third;
+    post_insert(*db, "@second:x", std::nullopt, false, &second, done);
+    post_insert(*db, "@third:x", std::nullopt, false, &third, done);
+    done.wait();
+    sqlite3_close(holder);
+
+    for (const Result<void>* r : {&first, &second, &third}) {
+        ASSERT_FALSE(*r);
+        EXPECT_EQ(r->error().status, 503);
+        EXPECT_EQ(r->error().retry_after_s, 5);
+        EXPECT_NE(r->error().message.find("locked by another connection or process"),
+                  std::string::npos)
+            << r->error().message;
+    }
+    // The lock is gone: the next job commits.
+    auto later =
+        write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@later:x")); });
+    ASSERT_TRUE(later) << later.error().message;
+    EXPECT_TRUE(user_exists(*db, "@later:x"));
+    EXPECT_FALSE(user_exists(*db, "@second:x"));
 }
 
 TEST(SqliteDatabase, NonDurableModeWorks) {

@@ -180,7 +180,9 @@ void ActivityTracker::run() {
 void ActivityTracker::stop() {
     {
         std::lock_guard lock(run_mu_);
+        if (stopped_) return;
         stopping_ = true;
+        stopped_ = true;
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();

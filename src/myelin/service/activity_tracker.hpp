@@ -72,7 +72,8 @@ public:
     // Starts the background thread that calls flush() every interval. Call once.
     void start();
     // Stops the background thread (if started), then writes every pending sighting in one job.
-    // Blocks until that write committed or failed. Idempotent; call before closing `db`.
+    // Blocks until that write committed or failed (then the sightings are lost, with a warning).
+    // Idempotent: only the first call writes. Call before closing `db`.
     void stop();
 
     // Writes up to `max_batch` pending sightings (the oldest first; all of them when `all`) in
@@ -122,6 +123,7 @@ private:
     std::mutex run_mu_;
     std::condition_variable wake_;
     bool stopping_ = false;  // guarded by run_mu_
+    bool stopped_ = false;   // guarded by run_mu_; stop() has run
     std::thread thread_;
 };
 

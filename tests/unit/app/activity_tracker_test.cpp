@@ -229,6 +229,20 @@ TEST_F(ActivityTrackerTest, StopWritesWhatIsLeftEvenWithoutTheThread) {
     EXPECT_EQ(device("DEV0").last_seen_ip, "2001:db8::1");
 }
 
+// The server calls stop() at shutdown and again from its destructor, after the database has
+// closed: a final write that failed (a full disk) is tried once and reported once.
+TEST_F(ActivityTrackerTest, AFailedFinalWriteIsNotRetriedByALaterStop) {
+    add_devices(1);
+    ActivityTracker tracker(*counting_, clock_, kInterval);
+    tracker.touch("@alice:localhost", "DEV0", "10.0.0.1", kStart + 5);
+    counting_->fail_writes = true;
+    const int before = counting_->writes.load();
+    tracker.stop();
+    EXPECT_EQ(counting_->writes.load(), before + 1);
+    tracker.stop();
+    EXPECT_EQ(counting_->writes.load(), before + 1);
+}
+
 TEST(DevicesConfig, LastSeenFlushDefaultsToFiveSecondsAndRefusesTinyIntervals) {
     auto defaults = parse_config(default_config_text(), "/x");
     ASSERT_TRUE(defaults) << defaults.error().message;

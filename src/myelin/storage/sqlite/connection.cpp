@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -14,8 +16,27 @@ namespace myelin::storage::sqlite {
 
 namespace {
 
-// A cause an operator can act on, for the result codes that describe the environment.
-const char* environment_cause(int primary) {
+// A cause an operator can act on, for the result codes that describe the environment; null for
+// the others. For an I/O error or a file that cannot be opened, the OS error (`system_errno`,
+// 0 when unknown) tells more than SQLite's code: a read-only file system or a lost permission
+// reaches SQLite as a failed write (SQLITE_IOERR_WRITE), a full disk may show only at fsync.
+const char* environment_cause(int rc, int system_errno) {
+    const int primary = rc & 0xff;
+    if (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) {
+        switch (system_errno) {
+            case ENOSPC:
+                return "the disk is full";
+            case EDQUOT:
+                return "the disk quota is exceeded";
+            case EROFS:
+                return "the file system is read-only";
+            case EACCES:
+            case EPERM:
+                return "permission to write the database files is denied";
+            default:
+                break;
+        }
+    }
     switch (primary) {
         case SQLITE_FULL:
             return "the disk is full";
@@ -35,13 +56,36 @@ const char* environment_cause(int primary) {
     }
 }
 
+// The OS error behind `rc`, or 0: only for SQLITE_IOERR and SQLITE_CANTOPEN (for other codes
+// any errno would be stale). SQLite's own record (sqlite3_system_errno) when it has one; it
+// keeps none for a failed COMMIT, so otherwise `call_errno`, the thread's errno just after the
+// failed call.
+int system_errno_of(sqlite3* db, int rc, int call_errno) {
+    const int primary = rc & 0xff;
+    if (primary != SQLITE_IOERR && primary != SQLITE_CANTOPEN) return 0;
+    const int recorded = db != nullptr ? sqlite3_system_errno(db) : 0;
+    return recorded != 0 ? recorded : call_errno;
+}
+
 }  // namespace
 
-Error sqlite_error(sqlite3* db, int rc, std::string_view operation, std::string_view sql) {
+const char* sqlite_environment_cause(sqlite3* db, int rc, int call_errno) {
+    return environment_cause(rc, system_errno_of(db, rc, call_errno));
+}
+
+Error sqlite_error(sqlite3* db, int rc, std::string_view operation, std::string_view sql,
+                   int call_errno) {
     const char* detail = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    myelin::log::app()->error("sqlite: {} failed: {} (result code {}){}{}", operation, detail, rc,
-                              sql.empty() ? "" : " in: ", sql);
-    if (const char* cause = environment_cause(rc & 0xff)) {
+    const int system_errno = system_errno_of(db, rc, call_errno);
+    const std::string os_error = system_errno != 0
+                                     ? fmt::format(", OS error {}: {}", system_errno,
+                                                   std::system_category().message(system_errno))
+                                     : std::string();
+    const char* cause = environment_cause(rc, system_errno);
+    myelin::log::app()->error("sqlite: {} failed{}{}: {} (result code {}{}){}{}", operation,
+                              cause != nullptr ? " because " : "", cause != nullptr ? cause : "",
+                              detail, rc, os_error, sql.empty() ? "" : " in: ", sql);
+    if (cause != nullptr) {
         return errors::unavailable(
             fmt::format("The database is unavailable: {} failed because {}", operation, cause), 5);
     }
@@ -80,10 +124,12 @@ Result<bool> Statement::step(std::string_view operation) {
     if (bind_rc_ != SQLITE_OK) {
         return sqlite_error(db_, bind_rc_, "binding a query parameter", sqlite3_sql(stmt_));
     }
+    errno = 0;
     const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    return sqlite_error(db_, rc, operation, sqlite3_sql(stmt_));
+    const int call_errno = errno;
+    return sqlite_error(db_, rc, operation, sqlite3_sql(stmt_), call_errno);
 }
 
 Result<void> Statement::run(std::string_view operation) {
@@ -202,9 +248,11 @@ Connection::~Connection() {
 
 Result<void> Connection::exec_script(const char* sql) {
     char* message = nullptr;
+    errno = 0;
     const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+    const int call_errno = errno;
     sqlite3_free(message);  // sqlite3_errmsg(db_) still holds it for sqlite_error
-    if (rc != SQLITE_OK) return sqlite_error(db_, rc, "a SQL script");
+    if (rc != SQLITE_OK) return sqlite_error(db_, rc, "a SQL script", {}, call_errno);
     return {};
 }
 

@@ -29,14 +29,22 @@ namespace myelin::storage::sqlite {
 enum class ColumnType { kInteger, kFloat, kText, kBlob, kNull };
 
 // The error for SQLite result code `rc` raised by `operation` (e.g. "the commit"; it appears in
-// the message), logged at error level with SQLite's own message from `db` (may be null) and the
-// statement's `sql` (may be empty; it never holds values, they are bound). Environment failures
-// that may pass (disk full, read-only file, locked by another connection, I/O error, cannot
-// open, out of memory) become errors::unavailable (503 M_UNKNOWN, Retry-After 5) naming the
-// cause; anything else (corrupt file, constraint violation, misuse) is a bug or damage and
-// becomes errors::internal (500).
+// the message), logged at error level with the cause, SQLite's own message from `db` (may be
+// null), the OS error behind an I/O error and the statement's `sql` (may be empty; it never
+// holds values, they are bound), e.g. "sqlite: the commit failed because the file system is
+// read-only: disk I/O error (result code 778, OS error 30: Read-only file system) in: COMMIT".
+// Environment failures that may pass (disk full or over quota, read-only file or file system,
+// permission denied, locked by another connection, I/O error, cannot open, out of memory) become
+// errors::unavailable (503 M_UNKNOWN, Retry-After 5) naming the cause; anything else (corrupt
+// file, constraint violation, misuse) is a bug or damage and becomes errors::internal (500).
+// `call_errno` is errno just after the failed call (set it to 0 before), 0 when unknown: SQLite
+// does not record the OS error of every failure (not of a failed COMMIT).
 [[nodiscard]] Error sqlite_error(sqlite3* db, int rc, std::string_view operation,
-                                 std::string_view sql = {});
+                                 std::string_view sql = {}, int call_errno = 0);
+
+// The cause sqlite_error names for `rc` (e.g. "the disk is full"), or null when `rc` is not an
+// environment failure. `db` may be null; `call_errno` as for sqlite_error.
+const char* sqlite_environment_cause(sqlite3* db, int rc, int call_errno = 0);
 
 // One prepared statement. Binds never fail on their own: the first bind error is remembered and
 // returned by the next step(). Columns and bind indexes follow SQLite (columns from 0, binds

@@ -1,6 +1,7 @@
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -161,7 +162,9 @@ private:
     }
 
     // Runs `batch` in one transaction, each job inside its own savepoint, commits once and then
-    // hands every job its result. Returns true if something was committed.
+    // hands every job its result. When the transaction cannot begin (the database is locked by
+    // another process past the busy timeout, ...), the jobs queued by then get the same error
+    // too. Returns true if something was committed.
     bool run_batch(std::vector<WriteJob>& batch) {
         Connection& conn = *writer_conn_;
         std::vector<Result<void>> results(batch.size());
@@ -176,7 +179,12 @@ private:
                 if (auto begin = conn.run(kBeginImmediate, "starting a write transaction");
                     !begin) {
                     // Likely to fail again at once (or after another busy timeout): give the
-                    // rest of the batch the same answer rather than retrying job by job.
+                    // rest of the batch the same answer rather than retrying job by job, and
+                    // the jobs that queued meanwhile too. Those have waited for most of the
+                    // busy timeout already; a batch of their own would make them wait for
+                    // another whole one before the same answer.
+                    take_queued_jobs(batch);
+                    results.resize(batch.size());
                     for (std::size_t j = i; j < batch.size(); ++j) results[j] = begin.error();
                     break;
                 }
@@ -239,6 +247,15 @@ private:
             deliver_write_result(batch[i], results[i], "sqlite");
         }
         return committed;
+    }
+
+    // Moves every queued write job to the end of `batch`.
+    void take_queued_jobs(std::vector<WriteJob>& batch) {
+        std::lock_guard lock(write_mu_);
+        while (!write_queue_.empty()) {
+            batch.push_back(std::move(write_queue_.front()));
+            write_queue_.pop_front();
+        }
     }
 
     // Runs one job's body; an exception becomes a 500 for that job only.
@@ -331,26 +348,40 @@ private:
 // file: this is the first statement that reads it, so a file that is not a database fails here.
 Result<void> configure_writer(Connection& conn, const SqliteOptions& options) {
     sqlite3* db = conn.handle();
-    auto fail = [&](int rc) -> Error {
-        Error error = sqlite::sqlite_error(db, rc, "opening the database");
+    auto fail = [&](int rc, int call_errno = 0) -> Error {
+        Error error = sqlite::sqlite_error(db, rc, "opening the database", {}, call_errno);
+        const char* cause = sqlite::sqlite_environment_cause(db, rc, call_errno);
         error.message =
-            fmt::format("cannot open database '{}': {}", conn.path(), sqlite3_errmsg(db));
+            fmt::format("cannot open database '{}': {}{}{}", conn.path(), sqlite3_errmsg(db),
+                        cause != nullptr ? ": " : "", cause != nullptr ? cause : "");
         return error;
     };
+    // SQLite opens a file it may not write read-only without a word; the first write would
+    // fail with a less helpful message.
+    if (sqlite3_db_readonly(db, "main") == 1) {
+        const std::string message = fmt::format(
+            "cannot open database '{}' for writing: the file or its file system is read-only, "
+            "or this user may not write it",
+            conn.path());
+        myelin::log::app()->error("sqlite: {}", message);
+        return errors::unavailable(message, 5);
+    }
     sqlite3_stmt* stmt = nullptr;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &stmt, nullptr);
     if (rc != SQLITE_OK) {
         sqlite3_finalize(stmt);
         return fail(rc);
     }
+    errno = 0;
     rc = sqlite3_step(stmt);
+    const int step_errno = errno;
     std::string mode;
     if (rc == SQLITE_ROW) {
         const auto* text = sqlite3_column_text(stmt, 0);
         if (text != nullptr) mode = reinterpret_cast<const char*>(text);
     }
     sqlite3_finalize(stmt);
-    if (rc != SQLITE_ROW) return fail(rc);
+    if (rc != SQLITE_ROW) return fail(rc, step_errno);
     if (mode != "wal") {
         return errors::internal(fmt::format(
             "cannot open database '{}': it cannot use WAL mode (journal mode stays '{}')",

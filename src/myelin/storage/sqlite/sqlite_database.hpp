@@ -27,7 +27,9 @@ struct SqliteOptions {
     // synchronous=FULL when true (a delivered commit survives power loss), NORMAL when false
     // (survives a crash of the process, may lose the last commits on OS crash or power loss).
     bool durable = true;
-    // How long a connection waits for a lock held by another process before giving up.
+    // How long a connection waits for a lock held by another process before giving up. A write
+    // job blocked by such a lock gets its 503 after at most about this long: the jobs that queue
+    // while the writer waits share the answer of that wait.
     std::chrono::milliseconds busy_timeout{5000};
     // SQLite VFS to open the files with; empty: SQLite's default. Tests use it to inject I/O
     // faults.
@@ -39,7 +41,9 @@ struct SqliteOptions {
 
 // Opens (creating if missing; the parent folder must exist) the database at `path`, applies the
 // numbered migrations, then starts the writer thread and the readers. Blocks while doing so.
-// Errors (Result, errcode M_UNKNOWN): 503 when the file cannot be opened or is locked; 500 when
+// Errors (Result, errcode M_UNKNOWN): 503 when the file cannot be opened, cannot be written
+// (read-only file or file system, no permission: SQLite would open it read-only; full disk) or is
+// locked; 500 when
 // it is not a usable database, a migration fails, the options are invalid, or its schema is newer
 // than this build ("database schema version 7 is newer than this myelin build supports (1);
 // upgrade myelin"). The caller owns the Database; destroying it closes it.
