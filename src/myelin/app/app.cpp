@@ -204,9 +204,11 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     // Before warming: a revocation committed while the cache warms is still applied.
     impl->revocations = std::make_unique<service::RevocationListener>(*impl->db, impl->cache);
     if (auto r = impl->revocations->prime(); !r) return r.error();
-    auto warmed = impl->sessions->warm_cache();
-    if (!warmed) return warmed.error();
-    log::app()->info("token cache warmed with {} access tokens", *warmed);
+    if (c.tokens.warm_cache_at_startup) {
+        auto warmed = impl->sessions->warm_cache();
+        if (!warmed) return warmed.error();
+        log::app()->info("token cache warmed with {} access tokens", *warmed);
+    }
 
     http::ServerOptions options;
     options.address = c.listen.address;
