@@ -5,6 +5,9 @@
   whoami    GET /account/whoami, 10,000 sessions  vs nginx returning a body of the same size
   refresh   POST /refresh, durable rotations/s    vs the storage micro-benchmark (same SQLite backend)
   login     POST /login (argon2id OWASP)          vs cores / one argon2id verification
+  scale     idle RSS (default config); start-up, RSS and whoami with 1,000,000 sessions
+            (filled directly, bench/fill_sessions.py) vs 1,000 sessions
+  idle_conns  whoami with 10,000 idle keep-alive connections held vs none; RSS per connection
 
 Each benchmark runs ROUNDS interleaved rounds (server, ceiling, server, ...: the order alternates
 between rounds) and reports the median and range of server/ceiling ratios taken within a round,
@@ -45,13 +48,17 @@ MYELIN = BUILD / "myelin"
 MICRO = BUILD / "bench" / "myelin_micro_bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
-BENCHMARKS = ("versions", "whoami", "refresh", "login")
+BENCHMARKS = ("versions", "whoami", "refresh", "login", "scale", "idle_conns")
 PASSWORD = "bench-password-0123"
 
 TARGETS = {
     "whoami": "myelin >= 0.8x nginx, pinned",
     "refresh": ">= 5,000 durable rotations/s",
     "login": ">= 0.85x the argon2id ceiling (cores / one verification)",
+    "idle_rss": "<= 16 MiB",
+    "startup": "<= 3 s",
+    "memory": "<= 300 B per live session",
+    "scale": ">= 0.9x (1M vs 1k sessions)",
 }
 
 
@@ -166,7 +173,7 @@ def stop_all():
             log(f"stopping {s.name}: {e}")
 
 
-def wait_http(server, url, timeout=30.0):
+def wait_http(server, url, timeout=30.0, poll=0.1):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if server.proc.poll() is not None:
@@ -177,7 +184,7 @@ def wait_http(server, url, timeout=30.0):
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.1)
+        time.sleep(poll)
     raise RuntimeError(f"{server.name} did not answer {url} within {timeout:.0f}s:\n"
                        f"{server.log_tail()}")
 
@@ -186,11 +193,38 @@ def wait_http(server, url, timeout=30.0):
 
 class Myelin:
     def __init__(self, ctx, name, data_dir, threads, cpus=None, argon2=(8192, 1),
-                 hashing_threads=0):
+                 hashing_threads=0, extra="", defaults=False, start_timeout=30.0, warm=None):
+        """defaults: only what has no usable default (name, address, port, database, and the
+        metrics port, which defaults to a fixed one); `extra` is appended to [limits]; warm:
+        [tokens] warm_cache_at_startup (None: the default)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         conf = ctx.tmp / f"{name}.toml"
+        if defaults:
+            conf.write_text(f"""# written by bench/run_bench.py: the default configuration
+server_name = "localhost"
+[listen]
+address = "127.0.0.1"
+port = {self.port}
+[database]
+url = "sqlite:{data_dir / 'homeserver.db'}"
+[metrics]
+port = {free_port()}
+""")
+        else:
+            self._write_bench_conf(conf, data_dir, threads, argon2, hashing_threads, extra)
+        if warm is not None:
+            with open(conf, "a") as f:
+                f.write(f"[tokens]\nwarm_cache_at_startup = {str(warm).lower()}\n")
+        t0 = time.time()
+        self.server = Server(f"myelin[{name}]", [str(MYELIN), "serve", "--config", str(conf)],
+                             ctx.tmp / f"{name}.log", cpus=cpus)
+        wait_http(self.server, self.base + "/_matrix/client/versions", timeout=start_timeout,
+                  poll=0.02)
+        self.ready_s = time.time() - t0  # exec to the first 200: start-up time
+
+    def _write_bench_conf(self, conf, data_dir, threads, argon2, hashing_threads, extra):
         conf.write_text(f"""# written by bench/run_bench.py
 server_name = "localhost"
 public_baseurl = "{self.base}/"
@@ -208,6 +242,7 @@ argon2_iterations = {argon2[1]}
 hashing_threads = {hashing_threads}
 [limits]
 max_connections = 20000
+{extra}
 [rate_limits]
 enabled = false
 [metrics]
@@ -219,9 +254,6 @@ port = {free_port()}
 level = "warn"
 access_log = false
 """)
-        self.server = Server(f"myelin[{name}]", [str(MYELIN), "serve", "--config", str(conf)],
-                             ctx.tmp / f"{name}.log", cpus=cpus)
-        wait_http(self.server, self.base + "/_matrix/client/versions")
 
     def stop(self):
         self.server.stop()
@@ -601,6 +633,279 @@ def bench_login(ctx):
     return out
 
 
+# ---- scale: memory, start-up and whoami with 1,000,000 sessions; idle connections ------------
+
+SCALE_SMALL, SCALE_BIG = 1_000, 1_000_000
+IDLE_CONNS = 10_000
+
+
+def proc_mem(pid):
+    """VmRSS, RssAnon, RssFile, VmHWM (KiB) and the thread count of a process, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(value.split()[0])
+            elif key == "Threads":
+                out["threads"] = int(value)
+    try:  # proportional set size: shared library pages divided among the processes mapping them
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["Pss"] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+def tcp_mem_kib():
+    """Kernel memory held by TCP sockets (/proc/net/sockstat `TCP: ... mem` pages), KiB."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            f = line.split()
+            return int(f[f.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    return 0
+
+
+def settled_rss(pid, wait=1.0):
+    time.sleep(wait)
+    return proc_mem(pid)
+
+
+def sessions_db(ctx, n, sample):
+    """A data folder whose database holds n + 1 live sessions (filled directly; see
+    bench/fill_sessions.py) and a file of `sample` of their raw access tokens. Cached per n."""
+    import fill_sessions  # bench/fill_sessions.py
+    cache = ctx.__dict__.setdefault("session_dbs", {})
+    if n in cache:
+        return cache[n]
+    data = ctx.tmp / f"sessions-{n}"
+    setup = Myelin(ctx, f"sessions-{n}-setup", data, 1)
+    try:  # the schema, the key file and one real session (the template of the filled rows)
+        register(setup.base, "template", PASSWORD)
+    finally:
+        setup.stop()
+    log(f"filling {n:,} sessions into {data.name}")
+    tokens, secs = fill_sessions.fill(str(data / "homeserver.db"), str(data / "myelin.key"), n,
+                                      sample=sample)
+    token_file = ctx.tmp / f"sessions-{n}-tokens.txt"
+    token_file.write_text("".join(t + "\n" for t in tokens))
+    db_mib = sum(p.stat().st_size for p in data.glob("homeserver.db*")) / 2**20
+    log(f"{n:,} sessions filled in {secs:.1f}s ({db_mib:.0f} MiB)")
+    cache[n] = {"data": data, "tokens": token_file, "fill_s": secs, "db_mib": db_mib,
+                "sample": len(tokens)}
+    return cache[n]
+
+
+def check_whoami(base, token_file):
+    token = token_file.read_text().split("\n", 1)[0]
+    r = http().get(base + "/_matrix/client/v3/account/whoami", timeout=5,
+                   headers={"Authorization": "Bearer " + token})
+    if r.status_code != 200:
+        raise RuntimeError(f"whoami with a filled token: {r.status_code} {r.text}")
+
+
+def bench_scale(ctx):
+    """Idle RSS (default config), start-up time and memory with 1,000,000 sessions, and whoami
+    req/s with 1,000 vs 1,000,000 live sessions, side by side in each round."""
+    small_n, big_n = ctx.scale_small, ctx.scale_big
+    small = sessions_db(ctx, small_n, small_n)
+    big = sessions_db(ctx, big_n, ctx.scale_sample)
+    out = {"small_sessions": small_n + 1, "big_sessions": big_n + 1,
+           "small_db": {k: small[k] for k in ("fill_s", "db_mib", "sample")},
+           "big_db": {k: big[k] for k in ("fill_s", "db_mib", "sample")}}
+
+    # 1. The default configuration (network and hashing threads = cores, 2 SQLite readers...)
+    # on the small database: idle, then under a whoami load from 2 wrk threads.
+    log(f"scale: idle RSS, default config (load {loadavg()})")
+    my = Myelin(ctx, "scale-default", small["data"], 0, defaults=True)
+    try:
+        check_whoami(my.base, small["tokens"])
+        idle = settled_rss(my.server.pid, 2.0)
+        env = {"MYELIN_TOKENS": str(small["tokens"])}
+        w = run_wrk(my.base + ctx.path["whoami"], 2, 64, ctx.duration, "whoami.lua", env=env,
+                    server=my.server)
+        loaded = proc_mem(my.server.pid)  # right after the run; VmHWM: the peak
+        out["default"] = {"idle": idle, "after_load": loaded, "load_rps": w["rps"],
+                          "ready_s": my.ready_s}
+        log(f"scale: default config idle RSS {idle['VmRSS'] / 1024:.1f} MiB "
+            f"({idle['threads']} threads); after {w['rps']:,.0f} req/s whoami "
+            f"{loaded['VmRSS'] / 1024:.1f} MiB, peak {loaded['VmHWM'] / 1024:.1f} MiB")
+    finally:
+        my.stop()
+
+    # 2. The default (lazy) token cache on the big database: start-up and memory do not depend
+    # on the sessions stored; then whoami over the sampled tokens (each loaded on first use).
+    m = MODES["pinned"]
+    log(f"scale: {big_n:,} sessions, lazy token cache (load {loadavg()})")
+    srv = Myelin(ctx, "scale-lazy", big["data"], m["threads"], cpus=m["server_cpus"])
+    try:
+        check_whoami(srv.base, big["tokens"])
+        lazy = {"ready_s": srv.ready_s, "mem_start": settled_rss(srv.server.pid)}
+        env = {"MYELIN_TOKENS": str(big["tokens"])}
+        lazy["wrk"] = run_wrk(srv.base + ctx.path["whoami"], m["wrk_threads"], 64, ctx.duration,
+                              "whoami.lua", cpus=m["wrk_cpus"], env=env, server=srv.server)
+        lazy["mem_load"] = proc_mem(srv.server.pid)
+        out["lazy"] = lazy
+        log(f"scale: lazy start-up {lazy['ready_s']:.2f}s, RSS "
+            f"{lazy['mem_start']['VmRSS'] / 1024:.1f} MiB, whoami {lazy['wrk']['rps']:,.0f} req/s")
+    finally:
+        srv.stop()
+
+    # 3. Rounds with every token cached at start-up (warm_cache_at_startup = true): start both
+    # servers (order alternating), then whoami on each (same order), pinned (server on core 0,
+    # wrk on core 1).
+    rounds = []
+    for r in range(ctx.rounds):
+        order = ["small", "big"] if r % 2 == 0 else ["big", "small"]
+        rnd = {"load_before": loadavg()}
+        servers = {}
+        try:
+            for which in order:
+                db = small if which == "small" else big
+                srv = Myelin(ctx, f"scale-{which}-{r}", db["data"], m["threads"],
+                             cpus=m["server_cpus"], start_timeout=300, warm=True)
+                servers[which] = srv
+                check_whoami(srv.base, db["tokens"])
+                rnd[which] = {"ready_s": srv.ready_s, "mem_start": settled_rss(srv.server.pid)}
+            for which in order:
+                db = small if which == "small" else big
+                srv = servers[which]
+                env = {"MYELIN_TOKENS": str(db["tokens"])}
+                run_wrk(srv.base + ctx.path["whoami"], 1, 64, ctx.warmup, "whoami.lua",
+                        cpus=m["wrk_cpus"], env=env)
+                rnd[which]["wrk"] = run_wrk(srv.base + ctx.path["whoami"], m["wrk_threads"], 64,
+                                            ctx.duration, "whoami.lua", cpus=m["wrk_cpus"],
+                                            env=env, server=srv.server)
+                rnd[which]["mem_load"] = proc_mem(srv.server.pid)
+                time.sleep(1)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        a, b = rnd["small"], rnd["big"]
+        rnd["ratio"] = b["wrk"]["rps"] / a["wrk"]["rps"]
+        rnd["bytes_per_session"] = ((b["mem_start"]["VmRSS"] - a["mem_start"]["VmRSS"]) * 1024 /
+                                    (big_n - small_n))
+        log(f"scale round {r + 1}: start-up {a['ready_s']:.2f}s / {b['ready_s']:.2f}s, RSS "
+            f"{a['mem_start']['VmRSS'] / 1024:.1f} / {b['mem_start']['VmRSS'] / 1024:.1f} MiB "
+            f"({rnd['bytes_per_session']:.0f} B/session), whoami {a['wrk']['rps']:,.0f} / "
+            f"{b['wrk']['rps']:,.0f} req/s, ratio {rnd['ratio']:.2f} (load {rnd['load_before']})")
+        rounds.append(rnd)
+    out["rounds"] = rounds
+    return out
+
+
+def open_idle_connections(port, n):
+    """n keep-alive connections, each after one GET /versions answered 200; the sockets."""
+    req = (b"GET /_matrix/client/versions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           b"Connection: keep-alive\r\n\r\n")
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(s)
+            s.sendall(req)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"connection {len(socks)} closed by the server")
+                got += chunk
+            head, _, body = got.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"connection {len(socks)}: {head[:80]!r}")
+            length = next((int(ln.split(b":", 1)[1]) for ln in head.split(b"\r\n")
+                           if ln.lower().startswith(b"content-length:")), 0)
+            while len(body) < length:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"connection {len(socks)} closed mid-body")
+                body += chunk
+    except BaseException:
+        close_all(socks)
+        raise
+    return socks
+
+
+def still_open(socks):
+    """How many of the sockets the server has not closed (a peek that would block = open)."""
+    n = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1, socket.MSG_PEEK):
+                n += 1  # unexpected data, but open
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def bench_idle_conns(ctx):
+    """whoami req/s with and without 10,000 idle keep-alive connections held open, and the
+    server memory each idle connection costs, side by side in each round (pinned)."""
+    n = ctx.idle_conns
+    db = sessions_db(ctx, ctx.scale_small, ctx.scale_small)
+    m = MODES["pinned"]
+    env = {"MYELIN_TOKENS": str(db["tokens"])}
+    # 20,000 connections (the harness's cap), none per address: all come from 127.0.0.1.
+    my = Myelin(ctx, "idle-conns", db["data"], m["threads"], cpus=m["server_cpus"],
+                extra="max_connections_per_ip = 0")
+    rounds = []
+    try:
+        url = my.base + ctx.path["whoami"]
+        run_wrk(url, 1, 64, ctx.warmup, "whoami.lua", cpus=m["wrk_cpus"], env=env)
+        # Memory freed when connections close stays in the allocator (RSS does not fall), so
+        # every round compares its held RSS with this one taken before any were opened.
+        baseline = settled_rss(my.server.pid)
+        for r in range(ctx.rounds):
+            rnd = {"load_before": loadavg()}
+
+            def quiet():
+                rnd["quiet"] = run_wrk(url, m["wrk_threads"], 64, ctx.duration, "whoami.lua",
+                                       cpus=m["wrk_cpus"], env=env, server=my.server)
+                time.sleep(1)
+
+            def held():
+                before = settled_rss(my.server.pid)
+                tcp0 = tcp_mem_kib()
+                t0 = time.time()
+                socks = open_idle_connections(my.port, n)
+                try:
+                    rnd["open_s"] = time.time() - t0
+                    rnd["mem_before"], rnd["mem_held"] = before, settled_rss(my.server.pid)
+                    rnd["tcp_mem_kib"] = tcp_mem_kib() - tcp0
+                    rnd["held"] = run_wrk(url, m["wrk_threads"], 64, ctx.duration, "whoami.lua",
+                                          cpus=m["wrk_cpus"], env=env, server=my.server)
+                    rnd["still_open"] = still_open(socks)
+                finally:
+                    close_all(socks)
+                rnd["mem_after_close"] = settled_rss(my.server.pid)
+
+            for step in ((quiet, held) if r % 2 == 0 else (held, quiet)):
+                step()
+            rnd["ratio"] = rnd["held"]["rps"] / rnd["quiet"]["rps"]
+            rnd["bytes_per_conn"] = (rnd["mem_held"]["VmRSS"] - baseline["VmRSS"]) * 1024 / n
+            log(f"idle_conns round {r + 1}: {n:,} opened in {rnd['open_s']:.1f}s, "
+                f"{rnd['bytes_per_conn']:,.0f} B each (RSS), {rnd['still_open']:,} still open "
+                f"after the load; whoami {rnd['quiet']['rps']:,.0f} quiet / "
+                f"{rnd['held']['rps']:,.0f} req/s held, ratio {rnd['ratio']:.2f}")
+            rounds.append(rnd)
+    finally:
+        my.stop()
+    return {"connections": n, "rounds": rounds, "baseline": baseline}
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 def med_range(values, fmt="{:,.0f}"):
@@ -674,7 +979,152 @@ def summarize(results):
             "errors": sum(x["myelin"]["errors"] for x in rs),
             "target": TARGETS["login"],
         })
+    return rows + scale_rows(results)
+
+
+def kib_mib(kib):
+    return f"{kib / 1024:,.1f} MiB"
+
+
+def scale_rows(results):
+    """Headline rows of the scale and idle_conns benchmarks (same columns as summarize())."""
+    rows = []
+    if "scale" in results and "error" not in results["scale"]:
+        res = results["scale"]
+        rs = res["rounds"]
+        big = f"{res['big_sessions'] - 1:,}"
+        d = res["default"]
+        rows.append({
+            "bench": "idle RSS", "mode": "default config",
+            "server": kib_mib(d["idle"]["VmRSS"]) + f" (anon {kib_mib(d['idle']['RssAnon'])}, "
+                      f"{d['idle']['threads']} threads)",
+            "ceiling": "", "ratio": "", "latency": "",
+            "cpu": f"under whoami load {kib_mib(d['after_load']['VmRSS'])}, "
+                   f"peak {kib_mib(d['after_load']['VmHWM'])}",
+            "errors": "", "target": TARGETS["idle_rss"],
+        })
+        lz = res["lazy"]
+        rows.append({
+            "bench": "start-up", "mode": f"{big} sessions, default (lazy cache)",
+            "server": f"{lz['ready_s']:.2f} s, RSS {kib_mib(lz['mem_start']['VmRSS'])}",
+            "ceiling": "all cached at start-up " +
+                       med_range([x["big"]["ready_s"] for x in rs], "{:.2f}") + " s; 1,000 " +
+                       med_range([x["small"]["ready_s"] for x in rs], "{:.2f}") + " s",
+            "ratio": "", "latency": "",
+            "cpu": f"whoami {lz['wrk']['rps']:,.0f} req/s over {res['big_db']['sample']:,} tokens",
+            "errors": lz["wrk"]["errors"], "target": TARGETS["startup"],
+        })
+        rows.append({
+            "bench": "memory", "mode": f"{big} sessions, all cached",
+            "server": med_range([x["bytes_per_session"] for x in rs]) + " B/session",
+            "ceiling": "RSS " + med_range([x["big"]["mem_start"]["VmRSS"] / 1024 for x in rs],
+                                          "{:,.1f}") +
+                       " MiB vs 1,000 sessions " +
+                       med_range([x["small"]["mem_start"]["VmRSS"] / 1024 for x in rs],
+                                 "{:,.1f}") + " MiB",
+            "ratio": "", "latency": "",
+            "cpu": "under load " + med([x["big"]["mem_load"]["VmRSS"] / 1024 for x in rs],
+                                       "{:,.1f}") + " MiB",
+            "errors": "", "target": TARGETS["memory"],
+        })
+        rows.append({
+            "bench": "whoami", "mode": f"pinned, {big} sessions cached",
+            "server": med_range([x["big"]["wrk"]["rps"] for x in rs]) + " req/s",
+            "ceiling": "1,000 sessions " + med_range([x["small"]["wrk"]["rps"] for x in rs]) +
+                       " req/s",
+            "ratio": med_range([x["ratio"] for x in rs], "{:.2f}"),
+            "latency": f"{med([ms(x['big']['wrk']['lat_p50_us']) for x in rs], '{:.2f}')} / "
+                       f"{med([ms(x['big']['wrk']['lat_p99_us']) for x in rs], '{:.2f}')} ms",
+            "cpu": f"{med([x['big']['wrk']['cpu_us_per_req'] for x in rs], '{:.1f}')} "
+                   f"(1,000: {med([x['small']['wrk']['cpu_us_per_req'] for x in rs], '{:.1f}')})",
+            "errors": sum(x[w]["wrk"]["errors"] for x in rs for w in ("small", "big")),
+            "target": TARGETS["scale"],
+        })
+    if "idle_conns" in results and "error" not in results["idle_conns"]:
+        res = results["idle_conns"]
+        rs = res["rounds"]
+        rows.append({
+            "bench": "whoami", "mode": f"pinned, {res['connections']:,} idle conns",
+            "server": med_range([x["held"]["rps"] for x in rs]) + " req/s",
+            "ceiling": "none held " + med_range([x["quiet"]["rps"] for x in rs]) + " req/s",
+            "ratio": med_range([x["ratio"] for x in rs], "{:.2f}"),
+            "latency": f"{med([ms(x['held']['lat_p50_us']) for x in rs], '{:.2f}')} / "
+                       f"{med([ms(x['held']['lat_p99_us']) for x in rs], '{:.2f}')} ms",
+            "cpu": f"{med([x['held']['cpu_us_per_req'] for x in rs], '{:.1f}')} "
+                   f"(none held {med([x['quiet']['cpu_us_per_req'] for x in rs], '{:.1f}')})",
+            "errors": sum(x[w]["errors"] for x in rs for w in ("quiet", "held")),
+            "target": "",
+        })
+        rows.append({
+            "bench": "idle conn", "mode": f"{res['connections']:,} held",
+            "server": med_range([x["bytes_per_conn"] for x in rs]) + " B/conn (server RSS)",
+            "ceiling": "kernel TCP " + med_range([x["tcp_mem_kib"] * 1024 / res["connections"]
+                                                  for x in rs]) + " B/conn",
+            "ratio": "", "latency": "", "cpu": "",
+            "errors": sum(res["connections"] - x["still_open"] for x in rs),
+            "target": "",
+        })
     return rows
+
+
+def scale_report(results):
+    """Per-round tables of the scale and idle_conns benchmarks (lines of REPORT.md)."""
+    L = []
+    if "scale" in results and "error" not in results["scale"]:
+        res = results["scale"]
+        d = res["default"]
+        L.append(f"**scale** — databases filled directly (`bench/fill_sessions.py`): "
+                 f"{res['small_sessions']:,} live sessions ({res['small_db']['db_mib']:.0f} MiB, "
+                 f"whoami over all {res['small_db']['sample']:,} tokens) and "
+                 f"{res['big_sessions']:,} ({res['big_db']['db_mib']:.0f} MiB, filled in "
+                 f"{res['big_db']['fill_s']:.0f} s, whoami over {res['big_db']['sample']:,} tokens "
+                 "spread over the table); pinned (server core 0, 1 network thread; wrk -t1 -c64 "
+                 "core 1). Start-up = exec to the first 200 on /versions; RSS 1 s after.\n")
+        L.append(f"Default config, 1,000 sessions: idle RSS {kib_mib(d['idle']['VmRSS'])} "
+                 f"(anon {kib_mib(d['idle']['RssAnon'])}, file {kib_mib(d['idle']['RssFile'])}, "
+                 f"PSS {kib_mib(d['idle'].get('Pss', 0))}, "
+                 f"{d['idle']['threads']} threads), start-up {d['ready_s']:.2f} s; after "
+                 f"{d['load_rps']:,.0f} req/s of whoami (wrk -t2 -c64, not pinned) "
+                 f"{kib_mib(d['after_load']['VmRSS'])}, peak {kib_mib(d['after_load']['VmHWM'])}.\n")
+        lz = res["lazy"]
+        L.append(f"Default (lazy) token cache, {res['big_sessions']:,} sessions: start-up "
+                 f"{lz['ready_s']:.2f} s, RSS {kib_mib(lz['mem_start']['VmRSS'])}; whoami "
+                 f"{lz['wrk']['rps']:,.0f} req/s (each token loaded on its first request), RSS "
+                 f"after {kib_mib(lz['mem_load']['VmRSS'])}. The rounds below run with "
+                 "`warm_cache_at_startup = true` (every session in memory).\n")
+        L.append("| round | load | start-up s (1k / 1M) | RSS MiB after start (1k / 1M) | anon MiB (1k / 1M) | B/session | whoami req/s (1k / 1M) | ratio | CPU µs/req (1k / 1M) | RSS MiB after load (1k / 1M) |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for i, x in enumerate(res["rounds"]):
+            a, b = x["small"], x["big"]
+            L.append(f"| {i + 1} | {x['load_before']} | {a['ready_s']:.2f} / {b['ready_s']:.2f} | "
+                     f"{a['mem_start']['VmRSS'] / 1024:,.1f} / {b['mem_start']['VmRSS'] / 1024:,.1f} | "
+                     f"{a['mem_start']['RssAnon'] / 1024:,.1f} / {b['mem_start']['RssAnon'] / 1024:,.1f} | "
+                     f"{x['bytes_per_session']:,.0f} | {a['wrk']['rps']:,.0f} / {b['wrk']['rps']:,.0f} | "
+                     f"{x['ratio']:.2f} | {a['wrk']['cpu_us_per_req']:.1f} / "
+                     f"{b['wrk']['cpu_us_per_req']:.1f} | {a['mem_load']['VmRSS'] / 1024:,.1f} / "
+                     f"{b['mem_load']['VmRSS'] / 1024:,.1f} |")
+        L.append("")
+    if "idle_conns" in results and "error" not in results["idle_conns"]:
+        res = results["idle_conns"]
+        L.append(f"**idle_conns** — {res['connections']:,} keep-alive connections, each after one "
+                 "answered GET /versions, held open by the harness while wrk -t1 -c64 runs whoami "
+                 "(1,000 sessions); pinned as above. Ratio = held ÷ none held, same round. "
+                 f"B/conn = (RSS held − RSS before any was opened, "
+                 f"{kib_mib(res['baseline']['VmRSS'])}) ÷ {res['connections']:,}: memory freed "
+                 "by closed connections stays in the allocator, so RSS does not fall after "
+                 "close.\n")
+        L.append("| round | load | opened in s | RSS MiB before / held / after close | B/conn | kernel TCP KiB | still open | whoami req/s none / held | ratio | CPU µs/req none / held | p99 ms none / held |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for i, x in enumerate(res["rounds"]):
+            q, h = x["quiet"], x["held"]
+            L.append(f"| {i + 1} | {x['load_before']} | {x['open_s']:.1f} | "
+                     f"{x['mem_before']['VmRSS'] / 1024:,.1f} / {x['mem_held']['VmRSS'] / 1024:,.1f} / "
+                     f"{x['mem_after_close']['VmRSS'] / 1024:,.1f} | {x['bytes_per_conn']:,.0f} | "
+                     f"{x['tcp_mem_kib']:,} | {x['still_open']:,} | {q['rps']:,.0f} / {h['rps']:,.0f} | "
+                     f"{x['ratio']:.2f} | {q['cpu_us_per_req']:.1f} / {h['cpu_us_per_req']:.1f} | "
+                     f"{ms(q['lat_p99_us']):.2f} / {ms(h['lat_p99_us']):.2f} |")
+        L.append("")
+    return L
 
 
 def write_report(ctx, results, meta):
@@ -766,6 +1216,7 @@ def write_report(ctx, results, meta):
             L.append("argon2id diagnostics (one pass): " + "; ".join(
                 f"`{d['name']}` {d['real_ms']:.1f} {d['unit']} wall, {d['cpu_ms']:.1f} {d['unit']} "
                 f"CPU, {d['items_per_second']:.1f}/s" for d in res["diagnostics"]) + "\n")
+    L += scale_report(results)
     L.append("Raw figures: `bench/results/raw.json`. Method: `bench/README.md`.\n")
     (RESULTS / "REPORT.md").write_text("\n".join(L))
     return rows
@@ -823,6 +1274,10 @@ def main():
     ctx.diag_time = 1
     ctx.sessions = 1000 if args.quick else 10000
     ctx.refresh_sessions = 256
+    ctx.scale_small = SCALE_SMALL
+    ctx.scale_big = 100_000 if args.quick else SCALE_BIG
+    ctx.scale_sample = 1_000  # the same number of distinct tokens as the 1,000-session run
+    ctx.idle_conns = 2_000 if args.quick else IDLE_CONNS
     ctx.path = {"versions": "/_matrix/client/versions",
                 "whoami": "/_matrix/client/v3/account/whoami"}
     ctx.tmp = Path(tempfile.mkdtemp(prefix="myelin-bench-",

@@ -229,10 +229,15 @@ Result<std::unique_ptr<App>> App::create(Config config) {
             std::make_unique<service::SessionChangeFollower>(std::move(feed), impl->cache);
         if (auto r = impl->session_changes->start(); !r) return r.error();
     }
-    auto warmed = impl->sessions->warm_cache();
-    if (!warmed) return warmed.error();
+    if (c.tokens.warm_cache_at_startup) {
+        auto warmed = impl->sessions->warm_cache();
+        if (!warmed) return warmed.error();
+        log::app()->info("token cache warmed with {} access tokens", *warmed);
+    }
+    // Without warming, the cache fills on first use (each load checks the epoch, so a change
+    // pushed meanwhile is never overwritten); with it, changes received during the warm-up are
+    // applied again now.
     if (impl->session_changes) impl->session_changes->warmed();
-    log::app()->info("token cache warmed with {} access tokens", *warmed);
 
     http::ServerOptions options;
     options.address = c.listen.address;

@@ -63,6 +63,10 @@ struct TokensConfig {
     std::chrono::milliseconds session_absolute_lifetime{0};
     // Presenting a rotated-out refresh token revokes the whole session (keeps the device).
     bool refresh_reuse_revokes_session = true;
+    // Load every usable access token into the token cache at start-up. Off: the cache fills as
+    // tokens are presented (the first request of each session after a restart reads storage
+    // once), so start-up time and memory do not grow with the number of sessions stored.
+    bool warm_cache_at_startup = false;
 };
 
 struct PasswordsConfig {

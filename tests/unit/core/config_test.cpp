@@ -69,6 +69,19 @@ TEST(Config, EmptyConfigUsesDefaults) {
     }
 }
 
+TEST(Config, TokenCacheWarmingIsOffByDefaultAndCanBeTurnedOn) {
+    auto c = parse_config(default_config_text(), "/x");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_FALSE(c->tokens.warm_cache_at_startup);
+    EXPECT_NE(default_config_text().find("warm_cache_at_startup = false"), std::string::npos);
+    auto on = parse_config("[tokens]\nwarm_cache_at_startup = true\n", "/x");
+    ASSERT_TRUE(on) << on.error().message;
+    EXPECT_TRUE(on->tokens.warm_cache_at_startup);
+    auto bad = parse_config("[tokens]\nwarm_cache_at_startup = \"yes\"\n", "/x");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("tokens.warm_cache_at_startup"), std::string::npos);
+}
+
 TEST(Config, NativeTlsIsOffByDefault) {
     auto c = parse_config(default_config_text(), "/srv/myelin");
     ASSERT_TRUE(c) << c.error().message;

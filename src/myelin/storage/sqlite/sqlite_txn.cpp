@@ -66,13 +66,17 @@ constexpr std::string_view kFindAccessToken =
     "s.current_generation, s.used_generation, s.revoked_ts, s.revoked_reason "
     "FROM access_tokens AS t JOIN sessions AS s ON s.session_id = t.session_id "
     "WHERE t.token_hash = ?1";
+// In no particular order (the cache does not need one): the token table is read in its own
+// key order, each session found by rowid. An ORDER BY t.session_id made SQLite walk
+// access_tokens_by_session, look every token row up by its random hash and sort in a temp
+// B-tree (the query alone 2.4x slower at 1,000,000 sessions; the whole warm-up, which is
+// mostly the cache's inserts, ~10 % slower: bench/README.md, "scale").
 constexpr std::string_view kLiveAccessTokens =
     "SELECT t.token_hash, t.session_id, t.generation, t.issued_ts, t.expires_ts, "
     "s.session_id, s.user_id, s.device_id, s.refreshable, s.is_guest, s.created_ts, s.ends_ts, "
     "s.current_generation, s.used_generation, s.revoked_ts, s.revoked_reason "
     "FROM access_tokens AS t JOIN sessions AS s ON s.session_id = t.session_id "
-    "WHERE s.revoked_ts = 0 AND t.generation >= s.used_generation "
-    "ORDER BY t.session_id, t.generation";
+    "WHERE s.revoked_ts = 0 AND t.generation >= s.used_generation";
 constexpr std::string_view kInsertAccessToken =
     "INSERT INTO access_tokens (token_hash, session_id, generation, issued_ts, expires_ts) "
     "VALUES (?1, ?2, ?3, ?4, ?5)";
