@@ -32,7 +32,10 @@
 //
 // Counters: items_per_second = rotations/s (all threads); jobs_per_commit = average group size
 // (SQLite); cpu_us_per_rotation = this process's CPU (getrusage) per rotation (on PostgreSQL the
-// server's CPU is not in it); rotations_per_session.
+// server's CPU is not in it); rotations_per_session; lost_races = serialization races lost (job
+// runs beyond one per rotation; PostgreSQL's write jobs are SERIALIZABLE and run again when they
+// lose one); gave_up = jobs that lost max_attempts (10) races in a row, where the service answers
+// 503 (the benchmark submits such a rotation again, as a client would, and counts it).
 //
 // The SQLite database lives in a fresh folder under $MYELIN_BENCH_DIR (else the system temp
 // folder), removed at exit. Thread-safety: the Database is shared; everything else is per thread.
@@ -143,6 +146,12 @@ public:
     std::size_t blob_size() const { return blob_size_; }
     std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
     std::uint64_t jobs() const { return jobs_.load(std::memory_order_relaxed); }
+    // Runs of rotation job bodies (a job that loses a serialization race runs again), and
+    // rotation jobs that lost every run (the backend's max_attempts; the service answers 503).
+    void count_attempt() { attempts_.fetch_add(1, std::memory_order_relaxed); }
+    void count_gave_up() { gave_up_.fetch_add(1, std::memory_order_relaxed); }
+    std::uint64_t attempts() const { return attempts_.load(std::memory_order_relaxed); }
+    std::uint64_t gave_up() const { return gave_up_.load(std::memory_order_relaxed); }
 
     ~BenchStore() {
         if (db_) db_->close();
@@ -235,6 +244,8 @@ private:
     std::unique_ptr<storage::Database> db_;
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> jobs_{0};
+    std::atomic<std::uint64_t> attempts_{0};
+    std::atomic<std::uint64_t> gave_up_{0};
 };
 
 // One benchmark thread's session and the refresh token it holds now.
@@ -324,6 +335,7 @@ Result<void> rotate(BenchStore& store, Chain& chain, bool crypto, Form form) {
         next_access_hash = chain.random_hash();
     }
     auto done = storage::write_sync<bool>(store.db(), [&](storage::WriteTxn& txn) -> Result<bool> {
+        store.count_attempt();
         const std::int64_t now = now_ms();
         auto lookup = txn.find_refresh_token(chain.refresh_hash);
         if (!lookup) return lookup.error();
@@ -418,11 +430,21 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
     const bool first = state.thread_index() == 0;
     const std::uint64_t commits0 = store->commits();
     const std::uint64_t jobs0 = store->jobs();
+    const std::uint64_t attempts0 = store->attempts();
+    const std::uint64_t gave_up0 = store->gave_up();
     const double cpu0 = process_cpu_seconds();
 
     std::size_t next = 0;
     for (auto _ : state) {
-        if (auto r = rotate(*store, mine[next], crypto, form); !r) {
+        // A job that lost every serialization race (503; nothing was written) is submitted
+        // again, as a client would after Retry-After, and counted.
+        auto r = rotate(*store, mine[next], crypto, form);
+        for (int resubmitted = 0; !r && r.error().status == 503 && resubmitted < 10;
+             ++resubmitted) {
+            store->count_gave_up();
+            r = rotate(*store, mine[next], crypto, form);
+        }
+        if (!r) {
             state.SkipWithError(("rotate: " + r.error().message).c_str());
             break;
         }
@@ -437,6 +459,10 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
         if (backend == Backend::kSqlite) {
             state.counters["jobs_per_commit"] = commits > 0 ? jobs / commits : 0.0;
         }
+        // Serialization races lost (job bodies run again), and jobs that lost them all.
+        state.counters["lost_races"] =
+            static_cast<double>(store->attempts() - attempts0) - rotations;
+        state.counters["gave_up"] = static_cast<double>(store->gave_up() - gave_up0);
         state.counters["cpu_us_per_rotation"] =
             rotations > 0 ? (process_cpu_seconds() - cpu0) * 1e6 / rotations : 0.0;
         // Rotations each session went through in this run (its generation at the end, less
