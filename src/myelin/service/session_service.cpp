@@ -301,35 +301,31 @@ Result<SessionService::RefreshResult> SessionService::refresh_in_txn(storage::Wr
         tokens.access_token = auth::generate_token(auth::TokenKind::kAccess);
         std::string refresh = auth::generate_token(auth::TokenKind::kRefresh);
 
-        storage::SessionRotation rotation;
-        rotation.session_id = s.session_id;
-        rotation.expected_current = current;
-        rotation.new_current = next;
-        rotation.new_used = new_used;
-        storage::AccessTokenRecord& at = rotation.access;
+        storage::AccessTokenRecord at;
         at.token_hash = hasher_.hash(tokens.access_token);
         at.session_id = s.session_id;
         at.generation = next;
         at.issued_ts = now;
         at.expires_ts = access_expiry(now, true, s.ends_ts);
-        storage::RefreshTokenRecord& rt = rotation.refresh;
+        storage::RefreshTokenRecord rt;
         rt.token_hash = hasher_.hash(refresh);
         rt.session_id = s.session_id;
         rt.generation = next;
         rt.issued_ts = now;
         rt.expires_ts = refresh_expiry(now, config_, s.ends_ts);
-        // The presented token keeps the new pair, sealed, for an idempotent retry (modern
-        // endpoint only); every older seal of the session goes.
-        rotation.old_refresh_hash = hash;
+
+        auto cas = txn.update_session_generations(s.session_id, current, next, new_used);
+        if (!cas) return cas.error();
+        if (!*cas) return errors::unavailable("Concurrent refresh; retry", 1);
+        if (auto r = txn.insert_access_token(at); !r) return r.error();
+        if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+        if (auto r = txn.wipe_sealed_successors(s.session_id); !r) return r.error();
         if (flavor == RefreshFlavor::kModern) {
             auth::TokenPair pair{tokens.access_token, refresh, at.expires_ts};
-            rotation.old_sealed_successor = sealer_.seal(token, hash, pair);
+            if (auto r = txn.set_sealed_successor(hash, sealer_.seal(token, hash, pair)); !r) {
+                return r.error();
+            }
         }
-
-        // One step (one statement on PostgreSQL): the CAS, and only if it matched the rest.
-        auto rotated = txn.rotate_session(rotation);
-        if (!rotated) return rotated.error();
-        if (!*rotated) return errors::unavailable("Concurrent refresh; retry", 1);
         tokens.refresh_token = std::move(refresh);
         tokens.expires_in_ms = expires_in(at.expires_ts, now);
         out.kind = Kind::kRotated;
