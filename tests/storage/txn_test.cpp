@@ -457,7 +457,7 @@ TEST_P(TxnTest, AFailedRotateSessionLeavesTheCompareAndSwapUndone) {
     EXPECT_EQ(refresh_token(2)->token.sealed_successor, (std::vector<std::uint8_t>{9}));
 }
 
-// What a refresh's write job does with rotate_session (service/session_service.cpp, reduced):
+// What a refresh's write job (service/session_service.cpp, reduced) would do with rotate_session:
 // rotate when the presented token is the current one, answer a retry when it is the previous one.
 enum class RaceOutcome { kRotated, kRetried, kReused };
 

@@ -112,7 +112,9 @@ public:
     // successor of the session and the store of old_sealed_successor on old_refresh_hash (none
     // when empty). Returns false, having changed nothing, when the CAS did not match. A session
     // change it commits is published like update_session_generations' (session_feed.hpp). A
-    // failure (e.g. a token hash that exists) is an error; the job then rolls back.
+    // failure (e.g. a token hash that exists) is an error; the job then rolls back. Measured, not
+    // used: the service writes a rotation with the separate calls, which were faster on
+    // PostgreSQL under concurrency (bench/README.md).
     virtual Result<bool> rotate_session(const SessionRotation& rotation) = 0;
     // Stores (or, with an empty blob, wipes) the sealed successor pair on a refresh token.
     virtual Result<void> set_sealed_successor(const TokenHash& refresh_hash,
