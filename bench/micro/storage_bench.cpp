@@ -1,28 +1,48 @@
 // The storage ceiling for POST /refresh: durable refresh-token rotations per second through the
-// real SQLite backend (WAL, synchronous=FULL, one group-committing writer), without HTTP, JSON
-// or coroutines. bench/run_bench.py divides the server's end-to-end rotations/s by this figure.
+// real backends (SQLite: WAL, synchronous=FULL, one group-committing writer), without HTTP, JSON
+// or coroutines. bench/run_bench.py divides the server's end-to-end rotations/s by the SQLite
+// figure.
 //
 // One rotation is the write job that SessionService::refresh_in_txn runs for a modern refresh:
-// find_refresh_token, update_session_generations (compare-and-swap), insert_access_token,
-// insert_refresh_token, wipe_sealed_successors, set_sealed_successor (a blob of the size the real
-// sealer produces). Every benchmark thread owns one session and rotates its own chain, each
-// rotation submitted with write_sync and waited for, like one HTTP connection; with many threads
-// the writer commits queued jobs together (group commit).
+// find_refresh_token, then the compare-and-swap of the session's generations, the new access and
+// refresh tokens, the wipe of older sealed successors and the seal on the old token (with a blob
+// of the size the real sealer produces), as five separate calls (update_session_generations,
+// insert_access_token, insert_refresh_token, wipe_sealed_successors, set_sealed_successor; with
+// the lookup six statements, on PostgreSQL each a round trip). The "one call" variants do the
+// same with WriteTxn::rotate_session, one statement on PostgreSQL, which was measured slower
+// there under concurrency and is not what the service uses (bench/README.md). Every benchmark
+// thread owns its sessions and rotates their chains, each rotation submitted with write_sync and
+// waited for, like one HTTP connection; with many threads SQLite's writer commits queued jobs
+// together (group commit) and PostgreSQL runs up to pool_size (8) jobs at once.
 //
 //   BM_StorageRotation            token hashes and the blob are random bytes (storage alone)
+//   BM_StorageRotationOneCall     the same with rotate_session
 //   BM_StorageRotationWithCrypto  the job also does what the service does on the writer thread:
 //                                 generate two tokens, hash them, seal the successor pair
 //   BM_StorageRotationAged/N      as the first, on sessions already refreshed N times (the
 //                                 server keeps every rotated-out refresh token of a session)
 //   BM_StorageRotationMatched     the ceiling run_bench.py uses: see the end of this file
+//   BM_PgRotation/<form>          PostgreSQL, registered only when MYELIN_TEST_POSTGRES_URL is set
+//                                 (e.g. under scripts/pg-test-cluster.sh): form `statements` or
+//                                 `one_statement`, 1, 8 and 64 threads, the pairs interleaved
+//                                 MYELIN_BENCH_PG_ROUNDS times (default 3), in alternating order,
+//                                 so that both forms see the same machine. A fresh database on that
+//                                 cluster, dropped at exit; server defaults (synchronous_commit on,
+//                                 8 connections; MYELIN_BENCH_PG_SYNCHRONOUS_COMMIT=off: not
+//                                 durable, to show what the round trips alone cost).
 //
-// Counters: items_per_second = rotations/s (all threads); jobs_per_commit = average group size;
-// cpu_us_per_rotation = whole-process CPU (getrusage) per rotation; rotations_per_session.
+// Counters: items_per_second = rotations/s (all threads); jobs_per_commit = average group size
+// (SQLite); cpu_us_per_rotation = this process's CPU (getrusage) per rotation (on PostgreSQL the
+// server's CPU is not in it); rotations_per_session; lost_races = serialization races lost (job
+// runs beyond one per rotation; PostgreSQL's write jobs are SERIALIZABLE and run again when they
+// lose one); gave_up = jobs that lost max_attempts (10) races in a row, where the service answers
+// 503 (the benchmark submits such a rotation again, as a client would, and counts it).
 //
-// The database lives in a fresh folder under $MYELIN_BENCH_DIR (else the system temp folder),
-// removed at exit. Thread-safety: the Database is shared; everything else is per thread.
+// The SQLite database lives in a fresh folder under $MYELIN_BENCH_DIR (else the system temp
+// folder), removed at exit. Thread-safety: the Database is shared; everything else is per thread.
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -32,6 +52,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -44,8 +65,11 @@
 #include "myelin/auth/token_format.hpp"
 #include "myelin/auth/token_hasher.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/core/postgres_url.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/database.hpp"
+#include "myelin/storage/postgres/pg_connection.hpp"
+#include "myelin/storage/postgres/pg_database.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 namespace {
@@ -70,11 +94,50 @@ double process_cpu_seconds() {
     return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
-// The database, the secrets and the commit counters, shared by every benchmark of this file.
+enum class Backend { kSqlite, kPostgres };
+// How the job writes a rotation: WriteTxn::rotate_session, or the six calls it replaced.
+enum class Form { kOneCall, kStatements };
+
+// The PostgreSQL cluster named by MYELIN_TEST_POSTGRES_URL, or nullopt.
+std::optional<myelin::PostgresUrl> bench_postgres_url() {
+    const char* url = std::getenv("MYELIN_TEST_POSTGRES_URL");
+    if (url == nullptr || *url == '\0') return std::nullopt;
+    auto parsed = myelin::parse_postgres_url(url);
+    if (!parsed) throw std::runtime_error("MYELIN_TEST_POSTGRES_URL: " + parsed.error().message);
+    return *parsed;
+}
+
+storage::pg::ConnectionSettings settings_of(const myelin::PostgresUrl& url,
+                                            const std::string& dbname) {
+    storage::pg::ConnectionSettings s;
+    s.host = url.host;
+    s.port = url.port;
+    s.user = url.user;
+    s.password = url.password;
+    s.dbname = dbname;
+    s.application_name = "myelin-bench";
+    return s;
+}
+
+// Runs `sql` on the cluster's maintenance database (the URL's); throws on failure.
+void run_on_cluster(const myelin::PostgresUrl& url, const std::string& sql) {
+    auto conn = storage::pg::Connection::open(settings_of(url, url.dbname));
+    if (!conn) throw std::runtime_error("PostgreSQL: " + conn.error().message);
+    if (auto r = (*conn)->exec(sql.c_str()); !r) {
+        throw std::runtime_error("PostgreSQL: " + r.error().message);
+    }
+}
+
+// The database, the secrets and the commit counters of one backend, shared by every benchmark
+// of this file.
 class BenchStore {
 public:
-    static BenchStore& get() {
-        static BenchStore store;  // thread-safe initialisation, destroyed at exit
+    static BenchStore& get(Backend backend = Backend::kSqlite) {
+        if (backend == Backend::kPostgres) {
+            static BenchStore pg_store(Backend::kPostgres);
+            return pg_store;
+        }
+        static BenchStore store(Backend::kSqlite);  // thread-safe initialisation, destroyed at exit
         return store;
     }
 
@@ -84,17 +147,60 @@ public:
     std::size_t blob_size() const { return blob_size_; }
     std::uint64_t commits() const { return commits_.load(std::memory_order_relaxed); }
     std::uint64_t jobs() const { return jobs_.load(std::memory_order_relaxed); }
+    // Runs of rotation job bodies (a job that loses a serialization race runs again), and
+    // rotation jobs that lost every run (the backend's max_attempts; the service answers 503).
+    void count_attempt() { attempts_.fetch_add(1, std::memory_order_relaxed); }
+    void count_gave_up() { gave_up_.fetch_add(1, std::memory_order_relaxed); }
+    std::uint64_t attempts() const { return attempts_.load(std::memory_order_relaxed); }
+    std::uint64_t gave_up() const { return gave_up_.load(std::memory_order_relaxed); }
 
     ~BenchStore() {
         if (db_) db_->close();
         db_.reset();
+        if (pg_url_) {
+            try {
+                run_on_cluster(*pg_url_, "DROP DATABASE IF EXISTS " + pg_dbname_ + " WITH (FORCE)");
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "storage_bench: %s\n", e.what());
+            }
+        }
         std::error_code ec;
-        std::filesystem::remove_all(dir_, ec);
+        if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
     }
 
 private:
-    BenchStore() : secret_(auth::ServerSecret::generate()), hasher_(secret_), sealer_(secret_) {
+    explicit BenchStore(Backend backend)
+        : secret_(auth::ServerSecret::generate()), hasher_(secret_), sealer_(secret_) {
         myelin::log::app()->set_level(spdlog::level::warn);
+        if (backend == Backend::kPostgres) {
+            open_postgres_db();
+        } else {
+            open_sqlite_db();
+        }
+        setup();
+    }
+
+    void open_postgres_db() {
+        pg_url_ = bench_postgres_url();
+        if (!pg_url_) throw std::runtime_error("MYELIN_TEST_POSTGRES_URL is not set");
+        pg_dbname_ = "myelin_bench_" + std::to_string(::getpid());
+        run_on_cluster(*pg_url_, "DROP DATABASE IF EXISTS " + pg_dbname_ + " WITH (FORCE)");
+        run_on_cluster(*pg_url_, "CREATE DATABASE " + pg_dbname_);
+        storage::PostgresOptions options;  // the server's defaults: 8 connections, sync commit
+        options.host = pg_url_->host;
+        options.port = pg_url_->port;
+        options.user = pg_url_->user;
+        options.password = pg_url_->password;
+        options.dbname = pg_dbname_;
+        options.application_name = "myelin-bench";
+        const char* sync = std::getenv("MYELIN_BENCH_PG_SYNCHRONOUS_COMMIT");
+        if (sync != nullptr && std::string(sync) == "off") options.synchronous_commit = false;
+        auto db = storage::open_postgres(options);
+        if (!db) throw std::runtime_error("open_postgres: " + db.error().message);
+        db_ = std::move(*db);
+    }
+
+    void open_sqlite_db() {
         const char* base = std::getenv("MYELIN_BENCH_DIR");
         std::filesystem::path parent = base != nullptr && *base != '\0'
                                            ? std::filesystem::path(base)
@@ -111,7 +217,9 @@ private:
         auto db = storage::open_sqlite((dir_ / "bench.db").string(), options);
         if (!db) throw std::runtime_error("open_sqlite: " + db.error().message);
         db_ = std::move(*db);
+    }
 
+    void setup() {
         auto user = storage::write_sync<bool>(*db_, [](storage::WriteTxn& txn) {
             storage::UserRecord u;
             u.user_id = "@bench:localhost";
@@ -127,7 +235,9 @@ private:
         blob_size_ = sealer_.seal(old, hasher_.hash(old), pair).size();
     }
 
-    std::filesystem::path dir_;
+    std::filesystem::path dir_;                  // SQLite
+    std::optional<myelin::PostgresUrl> pg_url_;  // PostgreSQL: the cluster
+    std::string pg_dbname_;                      // and the bench's own database on it
     auth::ServerSecret secret_;
     auth::TokenHasher hasher_;
     auth::SuccessorSealer sealer_;
@@ -135,6 +245,8 @@ private:
     std::unique_ptr<storage::Database> db_;
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> jobs_{0};
+    std::atomic<std::uint64_t> attempts_{0};
+    std::atomic<std::uint64_t> gave_up_{0};
 };
 
 // One benchmark thread's session and the refresh token it holds now.
@@ -215,7 +327,7 @@ Result<void> start_chain(BenchStore& store, Chain& chain, bool crypto, std::int6
 }
 
 // One durable rotation of the chain's refresh token (what refresh_in_txn writes).
-Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
+Result<void> rotate(BenchStore& store, Chain& chain, bool crypto, Form form) {
     storage::TokenHash next_refresh_hash{};
     storage::TokenHash next_access_hash{};
     std::string next_refresh;
@@ -224,6 +336,7 @@ Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
         next_access_hash = chain.random_hash();
     }
     auto done = storage::write_sync<bool>(store.db(), [&](storage::WriteTxn& txn) -> Result<bool> {
+        store.count_attempt();
         const std::int64_t now = now_ms();
         auto lookup = txn.find_refresh_token(chain.refresh_hash);
         if (!lookup) return lookup.error();
@@ -246,19 +359,32 @@ Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
         } else {
             sealed = chain.blob;
         }
-        storage::AccessTokenRecord at;
+        storage::SessionRotation rotation;
+        rotation.session_id = s.session_id;
+        rotation.expected_current = g;
+        rotation.new_current = next;
+        rotation.new_used = g;
+        storage::AccessTokenRecord& at = rotation.access;
         at.token_hash = next_access_hash;
         at.session_id = s.session_id;
         at.generation = next;
         at.issued_ts = now;
         at.expires_ts = now + kAccessLifetimeMs;
-        storage::RefreshTokenRecord rt;
+        storage::RefreshTokenRecord& rt = rotation.refresh;
         rt.token_hash = next_refresh_hash;
         rt.session_id = s.session_id;
         rt.generation = next;
         rt.issued_ts = now;
         rt.expires_ts = now + kIdleTimeoutMs;
+        rotation.old_refresh_hash = chain.refresh_hash;
 
+        if (form == Form::kOneCall) {
+            rotation.old_sealed_successor = std::move(sealed);
+            auto rotated = txn.rotate_session(rotation);
+            if (!rotated) return rotated.error();
+            if (!*rotated) return myelin::errors::internal("benchmark compare-and-swap failed");
+            return true;
+        }
         auto cas = txn.update_session_generations(s.session_id, g, next, g);
         if (!cas) return cas.error();
         if (!*cas) return myelin::errors::internal("benchmark compare-and-swap failed");
@@ -282,10 +408,11 @@ Result<void> rotate(BenchStore& store, Chain& chain, bool crypto) {
 
 // Runs state.iterations() rotations on each thread, spread round robin over `chains` sessions
 // of that thread (started `age` rotations old).
-void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int chains) {
+void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int chains,
+                   Form form = Form::kStatements, Backend backend = Backend::kSqlite) {
     BenchStore* store = nullptr;
     try {
-        store = &BenchStore::get();
+        store = &BenchStore::get(backend);
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
         for (auto _ : state) {
@@ -304,11 +431,21 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
     const bool first = state.thread_index() == 0;
     const std::uint64_t commits0 = store->commits();
     const std::uint64_t jobs0 = store->jobs();
+    const std::uint64_t attempts0 = store->attempts();
+    const std::uint64_t gave_up0 = store->gave_up();
     const double cpu0 = process_cpu_seconds();
 
     std::size_t next = 0;
     for (auto _ : state) {
-        if (auto r = rotate(*store, mine[next], crypto); !r) {
+        // A job that lost every serialization race (503; nothing was written) is submitted
+        // again, as a client would after Retry-After, and counted.
+        auto r = rotate(*store, mine[next], crypto, form);
+        for (int resubmitted = 0; !r && r.error().status == 503 && resubmitted < 10;
+             ++resubmitted) {
+            store->count_gave_up();
+            r = rotate(*store, mine[next], crypto, form);
+        }
+        if (!r) {
             state.SkipWithError(("rotate: " + r.error().message).c_str());
             break;
         }
@@ -320,7 +457,13 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
         const double rotations = static_cast<double>(state.iterations()) * state.threads();
         const double commits = static_cast<double>(store->commits() - commits0);
         const double jobs = static_cast<double>(store->jobs() - jobs0);
-        state.counters["jobs_per_commit"] = commits > 0 ? jobs / commits : 0.0;
+        if (backend == Backend::kSqlite) {
+            state.counters["jobs_per_commit"] = commits > 0 ? jobs / commits : 0.0;
+        }
+        // Serialization races lost (job bodies run again), and jobs that lost them all.
+        state.counters["lost_races"] =
+            static_cast<double>(store->attempts() - attempts0) - rotations;
+        state.counters["gave_up"] = static_cast<double>(store->gave_up() - gave_up0);
         state.counters["cpu_us_per_rotation"] =
             rotations > 0 ? (process_cpu_seconds() - cpu0) * 1e6 / rotations : 0.0;
         // Rotations each session went through in this run (its generation at the end, less
@@ -330,6 +473,9 @@ void run_rotations(benchmark::State& state, bool crypto, std::int64_t age, int c
 }
 
 void BM_StorageRotation(benchmark::State& state) { run_rotations(state, false, 0, 1); }
+void BM_StorageRotationOneCall(benchmark::State& state) {
+    run_rotations(state, false, 0, 1, Form::kOneCall);
+}
 void BM_StorageRotationWithCrypto(benchmark::State& state) { run_rotations(state, true, 0, 1); }
 // Sessions already refreshed state.range(0) times.
 void BM_StorageRotationAged(benchmark::State& state) {
@@ -341,6 +487,8 @@ void BM_StorageRotationAged(benchmark::State& state) {
 BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(300)->Threads(1);
 BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(300)->Threads(8);
 BENCHMARK(BM_StorageRotation)->UseRealTime()->Iterations(100)->Threads(64);
+BENCHMARK(BM_StorageRotationOneCall)->UseRealTime()->Iterations(300)->Threads(1);
+BENCHMARK(BM_StorageRotationOneCall)->UseRealTime()->Iterations(100)->Threads(64);
 BENCHMARK(BM_StorageRotationWithCrypto)->UseRealTime()->Iterations(100)->Threads(64);
 BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Threads(64);
 
@@ -363,6 +511,42 @@ BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Th
         ->UseRealTime()
         ->Iterations(iterations)
         ->Threads(threads);
+    return 1;
+}();
+
+// The PostgreSQL pairs (see the top of this file): both forms back to back at each thread
+// count, the whole set repeated MYELIN_BENCH_PG_ROUNDS times. Fixed iteration counts per thread
+// (each thread rotates one fresh session), so that both forms do the same work.
+[[maybe_unused]] const int kPostgresRegistered = [] {
+    const char* url = std::getenv("MYELIN_TEST_POSTGRES_URL");
+    if (url == nullptr || *url == '\0') return 0;
+    const char* rounds_env = std::getenv("MYELIN_BENCH_PG_ROUNDS");
+    const int rounds = std::max(1, rounds_env != nullptr ? std::atoi(rounds_env) : 3);
+    struct Case {
+        int threads;
+        benchmark::IterationCount iterations;  // per thread
+    };
+    const Case cases[] = {{1, 1000}, {8, 400}, {64, 60}};
+    for (int round = 0; round < rounds; ++round) {
+        for (const auto& c : cases) {
+            // The order alternates between rounds, so that neither form always runs on the
+            // tables the other has just grown (or while autovacuum handles them).
+            const Form first = round % 2 == 0 ? Form::kStatements : Form::kOneCall;
+            const Form second = round % 2 == 0 ? Form::kOneCall : Form::kStatements;
+            for (Form form : {first, second}) {
+                const char* name = form == Form::kOneCall ? "BM_PgRotation/one_statement"
+                                                          : "BM_PgRotation/statements";
+                benchmark::RegisterBenchmark(name,
+                                             [form](benchmark::State& state) {
+                                                 run_rotations(state, false, 0, 1, form,
+                                                               Backend::kPostgres);
+                                             })
+                    ->UseRealTime()
+                    ->Iterations(c.iterations)
+                    ->Threads(c.threads);
+            }
+        }
+    }
     return 1;
 }();
 

@@ -518,6 +518,84 @@ TEST_F(PostgresDatabaseTest, TheSessionFeedDeliversCommittedChangesOnly) {
     feed->stop();
 }
 
+// The one-statement rotation NOTIFYs under the rule of kUpdateSessionGenerations: only when it
+// moves used_generation (a legacy rotation, which ends the old access token), once it commits. A
+// v3 rotation (used stays: it ends no token), a miss and a rolled-back job send nothing.
+TEST_F(PostgresDatabaseTest, ARotationIsDeliveredByTheSessionFeedOnlyWhenItEndsTokensAndCommits) {
+    auto writer = open(pgdb_->options());
+    auto other = open(pgdb_->options());
+    ASSERT_TRUE(writer && other);
+    auto feed = other->open_session_feed();
+    ASSERT_TRUE(feed);
+    FeedRecorder recorder;
+    ASSERT_TRUE(feed->start([&](const SessionChange& c) { recorder.on_change(c); },
+                            [&] { recorder.on_gap(); }));
+    auto sid = write_sync<std::int64_t>(*writer, [](WriteTxn& txn) -> Result<std::int64_t> {
+        if (auto u = txn.insert_user(make_user("@n:x")); !u) return u.error();
+        if (auto d = txn.ensure_device(make_device("@n:x", "D")); !d) return d.error();
+        auto id = txn.insert_session(make_session("@n:x", "D"));
+        if (!id) return id.error();
+        RefreshTokenRecord rt;
+        rt.token_hash = make_hash(1);
+        rt.session_id = *id;
+        if (auto r = txn.insert_refresh_token(rt); !r) return r.error();
+        return *id;
+    });
+    ASSERT_TRUE(sid) << sid.error().message;
+    // A v3 rotation keeps used_generation (the old pair stays valid until the new one is used);
+    // a legacy rotation moves it to the new generation at once and leaves no seal.
+    auto rotation = [&](std::int64_t expected, std::uint8_t fill, bool legacy) {
+        SessionRotation r;
+        r.session_id = *sid;
+        r.expected_current = expected;
+        r.new_current = expected + 1;
+        r.new_used = expected;
+        r.access.token_hash = make_hash(fill);
+        r.access.generation = expected + 1;
+        r.refresh.token_hash = make_hash(static_cast<std::uint8_t>(fill + 1));
+        r.refresh.generation = expected + 1;
+        r.old_refresh_hash = make_hash(1);
+        if (legacy) {
+            r.new_used = expected + 1;
+        } else {
+            r.old_sealed_successor = {fill};
+        }
+        return r;
+    };
+    // A legacy rotation, rolled back by the job: nothing may be delivered.
+    auto failed = write_sync<bool>(*writer, [&](WriteTxn& txn) -> Result<bool> {
+        if (auto r = txn.rotate_session(rotation(0, 10, true)); !r) return r.error();
+        return errors::internal("rolled back on purpose");
+    });
+    ASSERT_FALSE(failed);
+    // A miss sends nothing.
+    auto missed = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.rotate_session(rotation(4, 20, true)); });
+    ASSERT_TRUE(missed);
+    EXPECT_FALSE(*missed);
+    // A v3 rotation that commits ends no token: nothing is sent.
+    auto minted = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.rotate_session(rotation(0, 30, false)); });
+    ASSERT_TRUE(minted) << minted.error().message;
+    EXPECT_TRUE(*minted);
+    // A legacy rotation that commits ends the older tokens: that is sent.
+    auto rotated = write_sync<bool>(
+        *writer, [&](WriteTxn& txn) { return txn.rotate_session(rotation(1, 40, true)); });
+    ASSERT_TRUE(rotated) << rotated.error().message;
+    EXPECT_TRUE(*rotated);
+
+    recorder.wait_for(1);
+    // Give a stray (wrong) delivery a moment to show up before counting.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto all = recorder.wait_for(1);
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].kind, SessionChange::Kind::kAdvanced);
+    EXPECT_EQ(all[0].session_id, *sid);
+    EXPECT_EQ(all[0].current_generation, 2);
+    EXPECT_EQ(all[0].used_generation, 2);
+    feed->stop();
+}
+
 // A feed whose connection the server kills reconnects by itself and reports the gap, then
 // delivers again.
 TEST_F(PostgresDatabaseTest, TheSessionFeedReconnectsAndReportsTheGap) {

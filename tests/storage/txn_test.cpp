@@ -2,9 +2,11 @@
 // semantics database.hpp promises, on every backend.
 
 #include <algorithm>
+#include <latch>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -338,6 +340,204 @@ TEST_P(TxnTest, SealedSuccessorsAreSetAndWiped) {
     EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
     EXPECT_TRUE(refresh_token(2)->token.sealed_successor.empty());
     EXPECT_EQ(refresh_token(3)->token.sealed_successor, (std::vector<std::uint8_t>{1}));
+}
+
+// The rotation of `sid` from generation `from` (the presented token `old_fill`) to from + 1:
+// the new access token is make_hash(new_fill), the new refresh token make_hash(new_fill + 1).
+SessionRotation make_rotation(std::int64_t sid, std::int64_t from, std::uint8_t old_fill,
+                              std::uint8_t new_fill, std::vector<std::uint8_t> sealed) {
+    SessionRotation r;
+    r.session_id = sid;
+    r.expected_current = from;
+    r.new_current = from + 1;
+    r.new_used = from;
+    r.access.token_hash = make_hash(new_fill);
+    r.access.generation = from + 1;
+    r.access.issued_ts = 300;
+    r.access.expires_ts = 4000;
+    r.refresh.token_hash = make_hash(static_cast<std::uint8_t>(new_fill + 1));
+    r.refresh.generation = from + 1;
+    r.refresh.issued_ts = 301;
+    r.refresh.expires_ts = 9000;
+    r.old_refresh_hash = make_hash(old_fill);
+    r.old_sealed_successor = std::move(sealed);
+    return r;
+}
+
+TEST_P(TxnTest, RotateSessionChangesNothingWhenTheCompareAndSwapMisses) {
+    const auto sid = add_session("@a:x", "D");
+    add_refresh_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 0, {9});  // an older seal of the session
+    // The session is at generation 0: expecting 3 misses.
+    EXPECT_FALSE(write<bool>(
+        [&](WriteTxn& txn) { return txn.rotate_session(make_rotation(sid, 3, 1, 10, {7})); }));
+    // An unknown session misses too.
+    EXPECT_FALSE(write<bool>(
+        [&](WriteTxn& txn) { return txn.rotate_session(make_rotation(sid + 99, 0, 1, 10, {7})); }));
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->current_generation, 0);
+    EXPECT_EQ(s->used_generation, 0);
+    EXPECT_FALSE(read<bool>([](ReadTxn& txn) -> Result<bool> {
+        auto a = txn.find_access_token(make_hash(10));
+        if (!a) return a.error();
+        return a->has_value();
+    }));
+    EXPECT_FALSE(refresh_token(11).has_value());
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(2)->token.sealed_successor, (std::vector<std::uint8_t>{9}));
+
+    // A revoked session misses even with the right generation.
+    write<void>([&](WriteTxn& txn) { return txn.revoke_session(sid, 50, RevokeReason::kAdmin); });
+    add_refresh_token(sid, 3, 0, {8});
+    EXPECT_FALSE(write<bool>(
+        [&](WriteTxn& txn) { return txn.rotate_session(make_rotation(sid, 0, 1, 10, {7})); }));
+    EXPECT_EQ(session(sid)->current_generation, 0);
+    EXPECT_FALSE(refresh_token(11).has_value());
+    EXPECT_EQ(refresh_token(3)->token.sealed_successor, (std::vector<std::uint8_t>{8}));
+}
+
+TEST_P(TxnTest, RotateSessionInsertsThePairWipesOlderSealsAndSealsTheOldToken) {
+    const auto sid = add_session("@a:x", "D");
+    const auto other = add_session("@b:x", "D");
+    add_refresh_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 0, {9});    // a stale seal of the session: wiped
+    add_refresh_token(other, 3, 0, {5});  // another session's: kept
+    auto rotation = make_rotation(sid, 0, 1, 10, {7, 7});
+    rotation.access.session_id = other;  // ignored: the pair joins the rotated session
+    rotation.refresh.session_id = other;
+    rotation.refresh.sealed_successor = {6};  // ignored: a new token has no seal
+    EXPECT_TRUE(write<bool>([&](WriteTxn& txn) { return txn.rotate_session(rotation); }));
+
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->current_generation, 1);
+    EXPECT_EQ(s->used_generation, 0);
+    auto access = read<std::optional<AccessTokenLookup>>(
+        [](ReadTxn& txn) { return txn.find_access_token(make_hash(10)); });
+    ASSERT_TRUE(access.has_value());
+    EXPECT_EQ(access->token.session_id, sid);
+    EXPECT_EQ(access->token.generation, 1);
+    EXPECT_EQ(access->token.issued_ts, 300);
+    EXPECT_EQ(access->token.expires_ts, 4000);
+    auto fresh = refresh_token(11);
+    ASSERT_TRUE(fresh.has_value());
+    EXPECT_EQ(fresh->token.session_id, sid);
+    EXPECT_EQ(fresh->token.generation, 1);
+    EXPECT_EQ(fresh->token.issued_ts, 301);
+    EXPECT_EQ(fresh->token.expires_ts, 9000);
+    EXPECT_TRUE(fresh->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(1)->token.sealed_successor, (std::vector<std::uint8_t>{7, 7}));
+    EXPECT_TRUE(refresh_token(2)->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(3)->token.sealed_successor, (std::vector<std::uint8_t>{5}));
+
+    // The next rotation, legacy (no seal): the previous seal goes, none is left.
+    EXPECT_TRUE(write<bool>(
+        [&](WriteTxn& txn) { return txn.rotate_session(make_rotation(sid, 1, 11, 20, {})); }));
+    EXPECT_EQ(session(sid)->current_generation, 2);
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+    EXPECT_TRUE(refresh_token(11)->token.sealed_successor.empty());
+    EXPECT_TRUE(refresh_token(21).has_value());
+    EXPECT_EQ(refresh_token(3)->token.sealed_successor, (std::vector<std::uint8_t>{5}));
+}
+
+TEST_P(TxnTest, AFailedRotateSessionLeavesTheCompareAndSwapUndone) {
+    const auto sid = add_session("@a:x", "D");
+    add_refresh_token(sid, 1, 0);
+    add_refresh_token(sid, 2, 0, {9});
+    add_access_token(sid, 10, 0);  // the new access token's hash is taken
+    auto r = write_sync<bool>(
+        *db_, [&](WriteTxn& txn) { return txn.rotate_session(make_rotation(sid, 0, 1, 10, {7})); });
+    EXPECT_FALSE(r);
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->current_generation, 0);
+    EXPECT_FALSE(refresh_token(11).has_value());
+    EXPECT_TRUE(refresh_token(1)->token.sealed_successor.empty());
+    EXPECT_EQ(refresh_token(2)->token.sealed_successor, (std::vector<std::uint8_t>{9}));
+}
+
+// What a refresh's write job (service/session_service.cpp, reduced) would do with rotate_session:
+// rotate when the presented token is the current one, answer a retry when it is the previous one.
+enum class RaceOutcome { kRotated, kRetried, kReused };
+
+Result<RaceOutcome> rotate_job(WriteTxn& txn, std::uint8_t presented, std::uint8_t next_fill) {
+    auto lookup = txn.find_refresh_token(make_hash(presented));
+    if (!lookup) return lookup.error();
+    if (!*lookup) return errors::internal("the presented token is unknown");
+    const auto& s = (*lookup)->session;
+    const auto g = (*lookup)->token.generation;
+    if (g == s.current_generation) {
+        auto rotated =
+            txn.rotate_session(make_rotation(s.session_id, g, presented, next_fill, {next_fill}));
+        if (!rotated) return rotated.error();
+        if (!*rotated) return errors::unavailable("Concurrent refresh; retry", 1);
+        return RaceOutcome::kRotated;
+    }
+    if (g + 1 == s.current_generation) return RaceOutcome::kRetried;
+    return RaceOutcome::kReused;
+}
+
+// Two opens of one database stand in for two server processes: each round, 8 clients (4
+// through each) present the current refresh token at once. Exactly one rotates, the others see
+// its rotation (a retry), nobody is refused: one lineage, one token pair per generation.
+TEST_P(TxnTest, RotationsRacingFromTwoProcessesKeepOneLineage) {
+    auto second = testdb_->open();
+    ASSERT_TRUE(second) << second.error().message;
+    const auto sid = add_session("@r:x", "D");
+    add_refresh_token(sid, 2, 0);
+    constexpr int kRounds = 5;
+    constexpr int kClients = 8;
+    std::uint8_t current_fill = 2;
+    for (int round = 0; round < kRounds; ++round) {
+        const auto next_fill = static_cast<std::uint8_t>(10 + 2 * round);
+        std::latch start(kClients);
+        std::vector<std::thread> clients;
+        std::vector<Result<RaceOutcome>> results(kClients,
+                                                 Result<RaceOutcome>(RaceOutcome::kReused));
+        for (int c = 0; c < kClients; ++c) {
+            clients.emplace_back([&, c] {
+                Database& db = c % 2 == 0 ? *db_ : **second;
+                start.arrive_and_wait();
+                results[static_cast<std::size_t>(c)] = write_sync<RaceOutcome>(
+                    db, [&](WriteTxn& txn) { return rotate_job(txn, current_fill, next_fill); });
+            });
+        }
+        for (auto& t : clients) t.join();
+        int rotated = 0;
+        int retried = 0;
+        for (const auto& r : results) {
+            ASSERT_TRUE(r) << "round " << round << ": " << r.error().message;
+            if (*r == RaceOutcome::kRotated) ++rotated;
+            if (*r == RaceOutcome::kRetried) ++retried;
+        }
+        EXPECT_EQ(rotated, 1) << "round " << round;
+        EXPECT_EQ(retried, kClients - 1) << "round " << round;
+        // The winner's seal is on the token it presented, and only there.
+        EXPECT_EQ(refresh_token(current_fill)->token.sealed_successor,
+                  (std::vector<std::uint8_t>{next_fill}));
+        current_fill = static_cast<std::uint8_t>(next_fill + 1);
+    }
+    (*second)->close();
+
+    auto s = session(sid);
+    ASSERT_TRUE(s.has_value());
+    EXPECT_EQ(s->current_generation, kRounds);
+    auto lineage =
+        read<std::vector<std::int64_t>>([&](ReadTxn& txn) -> Result<std::vector<std::int64_t>> {
+            std::vector<std::int64_t> generations;
+            for (int round = 0; round < kRounds; ++round) {
+                auto t =
+                    txn.find_refresh_token(make_hash(static_cast<std::uint8_t>(11 + 2 * round)));
+                if (!t) return t.error();
+                if (*t) generations.push_back((*t)->token.generation);
+            }
+            return generations;
+        });
+    EXPECT_EQ(lineage, (std::vector<std::int64_t>{1, 2, 3, 4, 5}));
+    // Only the last rotated-out token still holds a seal.
+    EXPECT_TRUE(refresh_token(2)->token.sealed_successor.empty());
+    EXPECT_FALSE(refresh_token(17)->token.sealed_successor.empty());
 }
 
 TEST_P(TxnTest, RevokeWipesSealedBlobsAndIsIdempotent) {

@@ -314,6 +314,10 @@ Result<SessionService::RefreshResult> SessionService::refresh_in_txn(storage::Wr
         rt.issued_ts = now;
         rt.expires_ts = refresh_expiry(now, config_, s.ends_ts);
 
+        // Six calls (on PostgreSQL six round trips), not WriteTxn::rotate_session's one
+        // statement: measured durable on PostgreSQL, the one statement was slower at 64 clients
+        // (and at 8 in one of two runs) despite losing fewer serialization races (bench/README.md,
+        // "PostgreSQL rotation: one statement against six").
         auto cas = txn.update_session_generations(s.session_id, current, next, new_used);
         if (!cas) return cas.error();
         if (!*cas) return errors::unavailable("Concurrent refresh; retry", 1);

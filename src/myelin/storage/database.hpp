@@ -106,6 +106,16 @@ public:
                                                     std::int64_t expected_current,
                                                     std::int64_t new_current,
                                                     std::int64_t new_used) = 0;
+    // A refresh-token rotation in one step: the compare-and-swap of update_session_generations
+    // (session_id, expected_current -> new_current, new_used; live sessions only) and, only if
+    // it matched, the insert of the new access and refresh tokens, the wipe of every other sealed
+    // successor of the session and the store of old_sealed_successor on old_refresh_hash (none
+    // when empty). Returns false, having changed nothing, when the CAS did not match. A session
+    // change it commits is published like update_session_generations' (session_feed.hpp). A
+    // failure (e.g. a token hash that exists) is an error; the job then rolls back. Measured, not
+    // used: the service writes a rotation with the separate calls, which were faster on
+    // PostgreSQL under concurrency (bench/README.md).
+    virtual Result<bool> rotate_session(const SessionRotation& rotation) = 0;
     // Stores (or, with an empty blob, wipes) the sealed successor pair on a refresh token.
     virtual Result<void> set_sealed_successor(const TokenHash& refresh_hash,
                                               const std::vector<std::uint8_t>& sealed) = 0;

@@ -95,6 +95,24 @@ struct RefreshTokenLookup {
     SessionRecord session;
 };
 
+// One refresh-token rotation of a session, as WriteTxn::rotate_session applies it: the
+// compare-and-swap of the session's generations, the new token pair, and the sealed successor
+// left on the rotated-out refresh token.
+struct SessionRotation {
+    std::int64_t session_id = 0;
+    std::int64_t expected_current = 0;  // the session's current_generation as read
+    std::int64_t new_current = 0;
+    std::int64_t new_used = 0;
+    // The new pair. Their session_id is ignored (they join `session_id`); the refresh token is
+    // stored without a sealed successor whatever its record holds.
+    AccessTokenRecord access;
+    RefreshTokenRecord refresh;
+    // The presented (rotated-out) refresh token of this session, and the successor pair sealed
+    // for its idempotent retry; empty (the legacy endpoint, which has no retry) leaves it none.
+    TokenHash old_refresh_hash{};
+    std::vector<std::uint8_t> old_sealed_successor;
+};
+
 // A registration token (`m.login.registration_token`), chosen by the operator. `pending` counts
 // registrations that have completed the token stage but not yet created their account;
 // `completed` counts accounts created with it. It is usable while pending + completed is below

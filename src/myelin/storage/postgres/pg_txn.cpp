@@ -68,6 +68,29 @@ constexpr std::string_view kUpdateSessionGenerations =
     "WHERE s.session_id = $1 AND s.current_generation = $2 AND s.revoked_ts = 0 "
     "RETURNING (SELECT pg_notify('myelin_sessions', 'a ' || s.session_id || ' ' || "
     "s.current_generation || ' ' || s.used_generation) WHERE s.used_generation > o.old_used)";
+// A whole refresh-token rotation in one statement (one round trip instead of six): the CAS of
+// kUpdateSessionGenerations (with its NOTIFY under the same rule: only when used_generation
+// moves, i.e. a legacy rotation; a v3 rotation keeps used and sends nothing), then, only when it
+// matched (each part reads `cas`), the new token pair, the wipe of the session's other sealed
+// successors and the seal on the rotated-out token ($14). Every part sees the statement's one
+// snapshot, so no row may be changed twice: the wipe leaves out the rotated-out token, which the
+// seal sets (to NULL for the legacy endpoint), and neither can see the rows being inserted. The
+// parameters of the INSERT ... SELECT lists are cast: PostgreSQL infers no types there.
+constexpr std::string_view kRotateSession =
+    "WITH cas AS (UPDATE sessions AS s SET current_generation = $3, used_generation = $4 "
+    "FROM (SELECT used_generation AS old_used FROM sessions WHERE session_id = $1) AS o "
+    "WHERE s.session_id = $1 AND s.current_generation = $2 AND s.revoked_ts = 0 "
+    "RETURNING s.session_id, (SELECT pg_notify('myelin_sessions', 'a ' || s.session_id || ' ' || "
+    "s.current_generation || ' ' || s.used_generation) WHERE s.used_generation > o.old_used)), "
+    "new_access AS (INSERT INTO access_tokens (token_hash, session_id, generation, issued_ts, "
+    "expires_ts) SELECT $5::bytea, session_id, $6::bigint, $7::bigint, $8::bigint FROM cas), "
+    "new_refresh AS (INSERT INTO refresh_tokens (token_hash, session_id, generation, issued_ts, "
+    "expires_ts) SELECT $9::bytea, session_id, $10::bigint, $11::bigint, $12::bigint FROM cas), "
+    "wiped AS (UPDATE refresh_tokens SET sealed_successor = NULL WHERE session_id = $1 "
+    "AND sealed_successor IS NOT NULL AND token_hash <> $14 AND EXISTS (SELECT 1 FROM cas)), "
+    "sealed AS (UPDATE refresh_tokens SET sealed_successor = $13 WHERE token_hash = $14 "
+    "AND session_id = $1 AND EXISTS (SELECT 1 FROM cas)) "
+    "SELECT count(*) FROM cas";
 // Ends a live session and wipes its sealed successors in one statement; returns a row only when
 // this call ended it (the revocation must then be logged).
 constexpr std::string_view kRevokeSession =
@@ -464,6 +487,27 @@ Result<bool> PgWriteTxn::update_session_generations(std::int64_t session_id,
                                                            .add_int(new_used));
     if (!rows) return rows.error();
     return rows->affected() > 0;
+}
+
+Result<bool> PgWriteTxn::rotate_session(const SessionRotation& rotation) {
+    Params params;
+    params.add_int(rotation.session_id)
+        .add_int(rotation.expected_current)
+        .add_int(rotation.new_current)
+        .add_int(rotation.new_used)
+        .add_bytes(rotation.access.token_hash)
+        .add_int(rotation.access.generation)
+        .add_int(rotation.access.issued_ts)
+        .add_int(rotation.access.expires_ts)
+        .add_bytes(rotation.refresh.token_hash)
+        .add_int(rotation.refresh.generation)
+        .add_int(rotation.refresh.issued_ts)
+        .add_int(rotation.refresh.expires_ts);
+    add_optional_bytes(params, rotation.old_sealed_successor);
+    params.add_bytes(rotation.old_refresh_hash);
+    auto rows = conn_.query(kRotateSession, params, "a refresh-token rotation");
+    if (!rows) return rows.error();
+    return rows->row(0).column_int(0) > 0;
 }
 
 Result<void> PgWriteTxn::set_sealed_successor(const TokenHash& refresh_hash,

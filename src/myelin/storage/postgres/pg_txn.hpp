@@ -1,9 +1,10 @@
 #pragma once
 
 // The PostgreSQL implementations of ReadTxn and WriteTxn: each method is one prepared statement
-// (two for a revocation that must be logged) on the connection the transaction was created for.
-// They do not begin or end transactions themselves; the database's worker threads do that around
-// each job (write jobs SERIALIZABLE, read jobs a REPEATABLE READ snapshot).
+// (two for a revocation that must be logged; a whole refresh-token rotation is one) on the
+// connection the transaction was created for. They do not begin or end transactions themselves; the
+// database's worker threads do that around each job (write jobs SERIALIZABLE, read jobs a
+// REPEATABLE READ snapshot).
 //
 // Thread-safety: as the connection's (one thread at a time).
 
@@ -75,6 +76,8 @@ public:
     Result<bool> update_session_generations(std::int64_t session_id, std::int64_t expected_current,
                                             std::int64_t new_current,
                                             std::int64_t new_used) override;
+    // One statement (one round trip), data-modifying CTEs that run only when the CAS matched.
+    Result<bool> rotate_session(const SessionRotation& rotation) override;
     Result<void> set_sealed_successor(const TokenHash& refresh_hash,
                                       const std::vector<std::uint8_t>& sealed) override;
     Result<void> wipe_sealed_successors(std::int64_t session_id) override;

@@ -95,6 +95,9 @@ constexpr std::string_view kInsertRefreshToken =
     "sealed_successor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 constexpr std::string_view kSetSealedSuccessor =
     "UPDATE refresh_tokens SET sealed_successor = ?2 WHERE token_hash = ?1";
+// The rotated-out token's seal: only on a token of the rotated session.
+constexpr std::string_view kSealRotatedOut =
+    "UPDATE refresh_tokens SET sealed_successor = ?3 WHERE token_hash = ?1 AND session_id = ?2";
 constexpr std::string_view kWipeSealedSuccessors =
     "UPDATE refresh_tokens INDEXED BY refresh_tokens_sealed_by_session "
     "SET sealed_successor = NULL WHERE session_id = ?1 AND sealed_successor IS NOT NULL";
@@ -527,6 +530,29 @@ Result<bool> SqliteWriteTxn::update_session_generations(std::int64_t session_id,
     (*stmt)->bind_int(4, new_used);
     if (auto done = (*stmt)->run(); !done) return done.error();
     return conn_.changes() > 0;
+}
+
+Result<bool> SqliteWriteTxn::rotate_session(const SessionRotation& rotation) {
+    auto cas = update_session_generations(rotation.session_id, rotation.expected_current,
+                                          rotation.new_current, rotation.new_used);
+    if (!cas || !*cas) return cas;
+    AccessTokenRecord access = rotation.access;
+    access.session_id = rotation.session_id;
+    if (auto r = insert_access_token(access); !r) return r.error();
+    RefreshTokenRecord refresh = rotation.refresh;
+    refresh.session_id = rotation.session_id;
+    refresh.sealed_successor.clear();
+    if (auto r = insert_refresh_token(refresh); !r) return r.error();
+    if (auto r = wipe_sealed_successors(rotation.session_id); !r) return r.error();
+    if (!rotation.old_sealed_successor.empty()) {
+        auto stmt = conn_.prepare(kSealRotatedOut);
+        if (!stmt) return stmt.error();
+        (*stmt)->bind_blob(1, rotation.old_refresh_hash);
+        (*stmt)->bind_int(2, rotation.session_id);
+        (*stmt)->bind_blob(3, rotation.old_sealed_successor);
+        if (auto r = (*stmt)->run(); !r) return r.error();
+    }
+    return true;
 }
 
 Result<void> SqliteWriteTxn::set_sealed_successor(const TokenHash& refresh_hash,

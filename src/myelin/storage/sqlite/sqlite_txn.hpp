@@ -73,6 +73,10 @@ public:
     Result<bool> update_session_generations(std::int64_t session_id, std::int64_t expected_current,
                                             std::int64_t new_current,
                                             std::int64_t new_used) override;
+    // The statements of update_session_generations, insert_access_token, insert_refresh_token,
+    // wipe_sealed_successors and a seal of the old token, in that order, in the job's
+    // transaction (SQLite has no round trips to save).
+    Result<bool> rotate_session(const SessionRotation& rotation) override;
     Result<void> set_sealed_successor(const TokenHash& refresh_hash,
                                       const std::vector<std::uint8_t>& sealed) override;
     Result<void> wipe_sealed_successors(std::int64_t session_id) override;
