@@ -35,7 +35,7 @@
 // (SQLite); cpu_us_per_rotation = this process's CPU (getrusage) per rotation (on PostgreSQL the
 // server's CPU is not in it); rotations_per_session; lost_races = serialization races lost (job
 // runs beyond one per rotation; PostgreSQL's write jobs are SERIALIZABLE and run again when they
-// lose one); gave_up = jobs that lost max_attempts (10) races in a row, where the service answers
+// lose one); gave_up = jobs that lost max_attempts (30) races in a row, where the service answers
 // 503 (the benchmark submits such a rotation again, as a client would, and counts it).
 //
 // The SQLite database lives in a fresh folder under $MYELIN_BENCH_DIR (else the system temp
