@@ -73,8 +73,8 @@
 #include "myelin/core/log.hpp"
 #include "myelin/http/connection_quota.hpp"
 #include "myelin/http/cors.hpp"
-#include "myelin/http/target.hpp"
 #include "myelin/http/server_core.hpp"
+#include "myelin/http/target.hpp"
 
 #if MYELIN_HTTP_SERVER_TLS
 #include <boost/asio/ssl/stream_base.hpp>

@@ -28,7 +28,8 @@ constexpr std::array kRules{
     // reservation that the copied token's pending count includes.
     copy("uia_sessions"),
     skip("schema_version", "written by the PostgreSQL migrations"),
-    skip("rate_limit_buckets", "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
+    skip("rate_limit_buckets",
+         "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
 };
 
 }  // namespace
