@@ -295,7 +295,9 @@ TEST_F(PostgresDatabaseTest, IdleConnectionsKilledByTheServerAreReopenedWithoutA
         ASSERT_TRUE(found) << found.error().message;
         EXPECT_TRUE(found->has_value());
     }
-    EXPECT_EQ(pgdb_->terminate_connections(), 2);
+    // The reads may all have run on the connection reopened first, leaving the other one dead:
+    // at least one live connection is killed here, and the write must reopen whichever it gets.
+    EXPECT_GE(pgdb_->terminate_connections(), 1);
     auto written =
         write_sync<bool>(*db, [](WriteTxn& txn) { return txn.insert_user(make_user("@b:x")); });
     ASSERT_TRUE(written) << written.error().message;
