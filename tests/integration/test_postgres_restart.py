@@ -110,6 +110,10 @@ def classify(kind: str, r: requests.Response) -> str | None:
         return f"{kind}: 503 without a JSON body: {show(r)}"
     if body.get("errcode") != "M_UNKNOWN" or not isinstance(body.get("error"), str):
         return f"{kind}: 503 with errcode {body.get('errcode')!r}: {show(r)}"
+    # Where the database lives and what it said belong in the log, not in a client's answer.
+    for detail in ("postgresql://", "127.0.0.1", "SQLSTATE", "FATAL"):
+        if detail in body["error"]:
+            return f"{kind}: 503 naming {detail!r}: {show(r)}"
     return None
 
 

@@ -2,6 +2,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "myelin/core/log.hpp"
+
 namespace myelin::http {
 
 Response json_response(const boost::json::value& json, int status) {
@@ -15,7 +17,15 @@ Response error_response(const Error& error) {
     boost::json::object body;
     if (!error.body_is_extra_only) {
         body["errcode"] = error.errcode;
-        body["error"] = error.message;
+        if (error.status == 500) {
+            constexpr std::string_view kPublicText = "Internal server error";
+            if (error.message != kPublicText) {
+                myelin::log::app()->error("answered 500: {}", error.message);
+            }
+            body["error"] = kPublicText;
+        } else {
+            body["error"] = error.message;
+        }
     }
     for (const auto& [k, v] : error.extra) body[k] = v;
     Response r = json_response(body, error.status);

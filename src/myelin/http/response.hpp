@@ -29,7 +29,9 @@ struct Response {
 // 200 (or `status`) with `json` serialised as the body.
 Response json_response(const boost::json::value& json, int status = 200);
 
-// The Matrix error body for `error`, with Retry-After when it asks for one.
+// The Matrix error body for `error`, with Retry-After when it asks for one. A 500's own text
+// (which may name a table, a statement or a database's message) never reaches the client: the
+// body says "Internal server error" and the text goes to the application log instead.
 Response error_response(const Error& error);
 
 }  // namespace myelin::http

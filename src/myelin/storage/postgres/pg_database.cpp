@@ -238,7 +238,10 @@ private:
         auto opened = Connection::open(settings_);
         if (!opened) {
             slot.last_failed_connect = Clock::now();
-            return opened.error();
+            // Connection::open logged who and where; the job's caller (a client's request)
+            // learns only that the database is unreachable.
+            return errors::unavailable("The database is unavailable: cannot connect to PostgreSQL",
+                                       5);
         }
         myelin::log::app()->info("postgresql: reconnected");
         slot.conn = std::move(*opened);
