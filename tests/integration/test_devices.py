@@ -101,6 +101,18 @@ def test_list_get_and_rename_devices(server, prefix):
     r = server.get(prefix + "/devices/PHONE", headers=bearer(alice.access_token))
     assert r.json()["display_name"] == "Pocket"
 
+    # Over 100 characters: refused, and the name stays.
+    r = server.put(prefix + "/devices/PHONE", headers=bearer(alice.access_token),
+                   json={"display_name": "\u00e9" * 101})
+    assert r.status_code == 400, show(r)
+    assert r.json()["errcode"] == "M_TOO_LARGE", show(r)
+    r = server.put(prefix + "/devices/PHONE", headers=bearer(alice.access_token),
+                   json={"display_name": "\u00e9" * 100})
+    assert r.status_code == 200, show(r)
+    r = server.put(prefix + "/devices/PHONE", headers=bearer(alice.access_token),
+                   json={"display_name": "Pocket"})
+    assert r.status_code == 200, show(r)
+
     # Absent display_name: unchanged.
     r = server.put(prefix + "/devices/PHONE", headers=bearer(alice.access_token), json={})
     assert r.status_code == 200, show(r)

@@ -1,5 +1,8 @@
 #include "myelin/api/client/request_bodies.hpp"
 
+#include <optional>
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace myelin::api::client {
@@ -59,6 +62,35 @@ TEST(RequestBodies, EmptyBodiesCountAsObjectsOnlyWhereTheSpecLeavesThemEmpty) {
     EXPECT_TRUE(decode_device_delete(""));
     EXPECT_FALSE(decode_refresh(""));
     EXPECT_FALSE(decode_delete_devices(""));
+}
+
+TEST(RequestBodies, DeviceDisplayNamesAreLimitedTo100CodePoints) {
+    // 100 two-byte characters fit; a 101st does not. Counted in code points, not bytes.
+    std::string hundred;
+    for (int i = 0; i < 100; ++i) hundred += "\u00e9";
+    const std::string utf8_hundred = [] {
+        std::string s;
+        for (int i = 0; i < 100; ++i) s += "\xc3\xa9";
+        return s;
+    }();
+    auto fits = decode_device_update(R"({"display_name":")" + hundred + R"("})");
+    ASSERT_TRUE(fits) << fits.error().message;
+    EXPECT_EQ(**fits, utf8_hundred);
+    auto too_long = decode_device_update(R"({"display_name":")" + hundred + R"(x"})");
+    ASSERT_FALSE(too_long);
+    EXPECT_EQ(too_long.error().status, 400);
+    EXPECT_EQ(too_long.error().errcode, "M_TOO_LARGE");
+
+    // At sign-in a long name is cut on a character boundary instead of failing the login.
+    auto login = decode_login(R"({"type":"m.login.password","user":"a","password":"p",)"
+                              R"("initial_device_display_name":")" +
+                              hundred + R"(\u00e9tail"})");
+    ASSERT_TRUE(login) << login.error().message;
+    EXPECT_EQ(login->initial_device_display_name, utf8_hundred);
+    auto registration =
+        decode_register(std::nullopt, R"({"initial_device_display_name":")" + hundred + R"(zz"})");
+    ASSERT_TRUE(registration) << registration.error().message;
+    EXPECT_EQ(registration->initial_device_display_name, utf8_hundred);
 }
 
 TEST(RequestBodies, DeleteDevicesNeedsAnArrayOfStrings) {

@@ -8,6 +8,27 @@ namespace myelin::api::client {
 namespace {
 
 constexpr std::size_t kMaxDeviceIdBytes = 255;
+// Synapse's limit, so that names clients set there fit here too.
+constexpr std::size_t kMaxDeviceDisplayNameCodePoints = 100;
+
+// The byte length of the first `max_code_points` code points of valid UTF-8 `text`.
+std::size_t prefix_of_code_points(std::string_view text, std::size_t max_code_points) {
+    std::size_t seen = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const bool starts_code_point = (static_cast<unsigned char>(text[i]) & 0xC0) != 0x80;
+        if (starts_code_point && seen++ == max_code_points) return i;
+    }
+    return text.size();
+}
+
+// `initial_device_display_name` of a login or registration: one that is too long is cut to
+// the limit rather than failing the sign-in over a label.
+Result<std::optional<std::string>> initial_device_display_name(const boost::json::object& body) {
+    auto name = json::optional_string(body, "initial_device_display_name");
+    if (!name) return name.error();
+    if (*name) (*name)->resize(prefix_of_code_points(**name, kMaxDeviceDisplayNameCodePoints));
+    return name;
+}
 
 Result<std::optional<std::string>> optional_device_id(const boost::json::object& body) {
     auto id = json::optional_string(body, "device_id");
@@ -64,7 +85,7 @@ Result<service::LoginRequest> decode_login(std::string_view body_text) {
     auto device_id = optional_device_id(*body);
     if (!device_id) return device_id.error();
     request.device_id = std::move(*device_id);
-    auto display_name = json::optional_string(*body, "initial_device_display_name");
+    auto display_name = initial_device_display_name(*body);
     if (!display_name) return display_name.error();
     request.initial_device_display_name = std::move(*display_name);
     auto refresh = json::optional_bool(*body, "refresh_token");
@@ -82,7 +103,7 @@ Result<service::RegistrationRequest> decode_register(std::optional<std::string_v
     request.guest = kind && *kind == "guest";
     auto body = json::parse_object(body_text);
     if (!body) return body.error();
-    auto display_name = json::optional_string(*body, "initial_device_display_name");
+    auto display_name = initial_device_display_name(*body);
     if (!display_name) return display_name.error();
     request.initial_device_display_name = std::move(*display_name);
     if (request.guest) return request;
@@ -153,7 +174,13 @@ Result<DeactivateBody> decode_deactivate(std::string_view body_text) {
 Result<std::optional<std::string>> decode_device_update(std::string_view body_text) {
     auto body = json::parse_object(body_text, true);
     if (!body) return body.error();
-    return json::optional_string(*body, "display_name");
+    auto name = json::optional_string(*body, "display_name");
+    if (!name) return name.error();
+    if (*name && prefix_of_code_points(**name, kMaxDeviceDisplayNameCodePoints) < (*name)->size()) {
+        return errors::make(400, "M_TOO_LARGE",
+                            "'display_name' must be at most 100 characters (Unicode code points)");
+    }
+    return name;
 }
 
 Result<std::optional<boost::json::object>> decode_device_delete(std::string_view body_text) {

@@ -21,15 +21,16 @@ namespace myelin::api::client {
 // POST /login (m.login.password): `type` must be "m.login.password" (else 400 M_UNKNOWN); the
 // user from `identifier` {type: "m.id.user", user} or the legacy `user` (m.id.thirdparty and
 // m.id.phone: 403 M_FORBIDDEN, other identifier types: 400 M_UNKNOWN), `password`, `device_id`
-// (1 to 255 bytes, else 400 M_INVALID_PARAM), `initial_device_display_name`, `refresh_token`.
+// (1 to 255 bytes, else 400 M_INVALID_PARAM), `initial_device_display_name` (cut to 100 code
+// points), `refresh_token`.
 // Other errors: 400 M_NOT_JSON, M_BAD_JSON (wrong types), M_MISSING_PARAM.
 [[nodiscard]] Result<service::LoginRequest> decode_login(std::string_view body);
 
 // POST /register: `kind` is the query parameter of that name (absent, "user" or "guest"; else
 // 400 M_INVALID_PARAM, checked before the body). A guest's body yields only
-// `initial_device_display_name`; a user's also `username`, `password`, `device_id` (as for
-// login), `inhibit_login`, `refresh_token` and the UIA `auth` object. Errors: 400 M_NOT_JSON,
-// M_BAD_JSON, M_INVALID_PARAM.
+// `initial_device_display_name` (cut to 100 code points); a user's also `username`, `password`,
+// `device_id` (as for login), `inhibit_login`, `refresh_token` and the UIA `auth` object. Errors:
+// 400 M_NOT_JSON, M_BAD_JSON, M_INVALID_PARAM.
 [[nodiscard]] Result<service::RegistrationRequest> decode_register(
     std::optional<std::string_view> kind, std::string_view body);
 
@@ -62,7 +63,8 @@ struct DeactivateBody {
 [[nodiscard]] Result<DeactivateBody> decode_deactivate(std::string_view body);
 
 // PUT /devices/{deviceId}: the new `display_name`, nullopt when absent or null (unchanged). An
-// empty body counts as {}. Errors: 400 M_NOT_JSON, M_BAD_JSON.
+// empty body counts as {}. Errors: 400 M_NOT_JSON, M_BAD_JSON, M_TOO_LARGE (a name over 100
+// code points).
 [[nodiscard]] Result<std::optional<std::string>> decode_device_update(std::string_view body);
 
 // DELETE /devices/{deviceId}: the UIA `auth` object, nullopt when absent or null. An empty body
