@@ -242,10 +242,9 @@ boost::asio::awaitable<Result<Identity>> SessionService::authenticate(std::strin
     co_return Identity{cached->session, generation, hash};
 }
 
-Result<SessionService::RefreshResult> SessionService::refresh_in_txn(storage::WriteTxn& txn,
-                                                                     const std::string& token,
-                                                                     const storage::TokenHash& hash,
-                                                                     RefreshFlavor flavor) {
+Result<SessionService::RefreshResult> SessionService::refresh_in_txn(
+    storage::WriteTxn& txn, const std::string& token, const storage::TokenHash& hash,
+    RefreshFlavor flavor, std::optional<Result<void>>& rate_decision) {
     using Kind = RefreshResult::Kind;
     RefreshResult out;
     const std::int64_t now = clock_.now_ms();
@@ -262,9 +261,10 @@ Result<SessionService::RefreshResult> SessionService::refresh_in_txn(storage::Wr
     // Per device on both endpoints; only now is the device known. A refused refresh has
     // written nothing, so it changes nothing (the same token works once the budget refills).
     if (limiter_ && !limiter_->is_exempt(s.user_id)) {
-        if (auto r = limiter_->check(LimitClass::kRefresh, s.user_id + "|" + s.device_id); !r) {
-            return r.error();
+        if (!rate_decision) {
+            rate_decision = limiter_->check(LimitClass::kRefresh, s.user_id + "|" + s.device_id);
         }
+        if (!*rate_decision) return rate_decision->error();
     }
     if (s.revoked_ts != 0) {
         out.kind = Kind::kEnded;
@@ -395,9 +395,10 @@ boost::asio::awaitable<Result<IssuedTokens>> SessionService::refresh(std::string
         co_return fail("Unknown refresh token", false);
     }
     const auto hash = hasher_.hash(refresh_token);
-    auto result_job = [this, token = std::move(refresh_token), hash,
-                       flavor](storage::WriteTxn& txn) {
-        return refresh_in_txn(txn, token, hash, flavor);
+    auto result_job = [this, token = std::move(refresh_token), hash, flavor,
+                       rate_decision =
+                           std::optional<Result<void>>()](storage::WriteTxn& txn) mutable {
+        return refresh_in_txn(txn, token, hash, flavor, rate_decision);
     };
     auto result_op = storage::write<RefreshResult>(db_, std::move(result_job));
     auto result = co_await std::move(result_op);

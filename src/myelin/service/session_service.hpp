@@ -133,8 +133,12 @@ private:
                                                           const storage::TokenHash& hash,
                                                           bool allow_expired) const;
     std::int64_t access_expiry(std::int64_t now, bool refreshable, std::int64_t ends_ts) const;
+    // One refresh's write job. `rate_decision` belongs to the request and outlives the job's
+    // runs: a backend that runs the job again (a lost serialization race) reuses the first
+    // run's rate-limit decision instead of drawing a second token from the device's budget.
     Result<RefreshResult> refresh_in_txn(storage::WriteTxn& txn, const std::string& token,
-                                         const storage::TokenHash& hash, RefreshFlavor flavor);
+                                         const storage::TokenHash& hash, RefreshFlavor flavor,
+                                         std::optional<Result<void>>& rate_decision);
 
     storage::Database& db_;
     const auth::TokenHasher& hasher_;

@@ -13,9 +13,11 @@
 #include <gtest/gtest.h>
 
 #include "myelin/auth/token_format.hpp"
+#include "myelin/service/rate_limiter.hpp"
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
+#include "retrying_database.hpp"
 #include "service_test_env.hpp"
 
 namespace myelin::service {
@@ -199,6 +201,28 @@ TEST_F(SessionServiceTest, ReuseWithRevocationSwitchedOffKeepsSession) {
     auto reuse = refresh(*t.refresh_token);
     ASSERT_FALSE(reuse);
     EXPECT_EQ(reuse.error().errcode, "M_UNKNOWN_TOKEN");
+}
+
+// PostgreSQL runs a write job again after a lost serialization race: the refresh's rate-limit
+// token is drawn once per request, not once per run.
+TEST_F(SessionServiceTest, ARefreshRunAgainByTheBackendDrawsOneRateLimitToken) {
+    RateLimitsConfig limits;
+    limits.refresh = {0.001, 2.0};  // two refreshes, then (practically) none
+    InMemoryRateLimitStore store;
+    RateLimiter limiter(limits, "localhost", store, clock_);
+    test_support::RetryingDatabase retrying(*db_);
+    SessionService service(retrying, keys_.hasher, keys_.sealer, *cache_, clock_, config_);
+    service.set_rate_limiter(&limiter);
+
+    auto first = sign_in("DEV");
+    auto second = run(service.refresh(*first.refresh_token, RefreshFlavor::kModern));
+    ASSERT_TRUE(second) << second.error().message;
+    auto third = run(service.refresh(*second->refresh_token, RefreshFlavor::kModern));
+    ASSERT_TRUE(third) << third.error().message;
+    EXPECT_GE(retrying.retries.load(), 2);
+    auto refused = run(service.refresh(*third->refresh_token, RefreshFlavor::kModern));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().status, 429);
 }
 
 TEST_F(SessionServiceTest, ChainOfRefreshesWorks) {
