@@ -239,7 +239,10 @@ class PidProcess:
 
 
 def _wrk_row(rb, url, threads, conns, duration, script, env, proc):
+    """One wrk run; "ok_rps" counts only the 2xx answers (a rate-limited server's 429s are
+    fast and would otherwise count as throughput)."""
     w = rb.run_wrk(url, threads, conns, duration, script, env=env, server=proc)
+    w["ok_rps"] = w["ok"] / (w["duration_us"] / 1e6)
     if proc is not None:
         try:
             w["rss_kib"] = rb.proc_mem(proc.pid)["VmRSS"]
@@ -325,8 +328,10 @@ def run_target(args, rb, log):
                     rnd[who] = _wrk_row(rb, url, 2, 64, duration, script, env, srv)
                     time.sleep(1)
                 if ng is not None:
-                    rnd["ratio"] = rnd["target"]["rps"] / rnd["nginx"]["rps"]
-                log(f"target {name} round {r + 1}: {rnd['target']['rps']:,.0f} req/s" +
+                    rnd["ratio"] = rnd["target"]["ok_rps"] / rnd["nginx"]["rps"]
+                t = rnd["target"]
+                log(f"target {name} round {r + 1}: {t['ok_rps']:,.0f} req/s 2xx "
+                    f"(non-2xx {t['err_status']})" +
                     (f", nginx {rnd['nginx']['rps']:,.0f}, ratio {rnd['ratio']:.2f}"
                      if ng else ""))
                 rs.append(rnd)
@@ -412,20 +417,24 @@ def _range(values, f="{:,.0f}"):
     return f"{f.format(m)} ({f.format(min(values))}–{f.format(max(values))})"
 
 
-BENCH_ROWS = (  # name, what, rate key, unit, load
-    ("versions", "GET /_matrix/client/versions", "rps", "req/s", "wrk -t2 -c64"),
-    ("whoami", "GET /account/whoami", "rps", "req/s", "wrk -t2 -c64"),
-    ("login", "POST /login (password)", "logins_per_s", "logins/s", "wrk -t2 -c8"),
-    ("refresh", "POST /refresh", "rotations_per_s", "rotations/s", "wrk -t1 -c<sessions/2>"),
+BENCH_ROWS = (  # name, what, rate key (2xx only), unit, load, the ceiling when not measured
+    ("versions", "GET /_matrix/client/versions", "ok_rps", "req/s", "wrk -t2 -c64",
+     "nginx: only for a target on this machine"),
+    ("whoami", "GET /account/whoami", "ok_rps", "req/s", "wrk -t2 -c64",
+     "nginx: only for a target on this machine"),
+    ("login", "POST /login (password)", "logins_per_s", "logins/s", "wrk -t2 -c8",
+     "skipped: argon2id micro-benchmark is Myelin's hasher"),
+    ("refresh", "POST /refresh", "rotations_per_s", "rotations/s", "wrk -t1 -c<sessions/2>",
+     "skipped: storage micro-benchmark is Myelin's storage"),
     ("register", "POST /register (UIA)", "registers_per_s", "registrations/s",
-     "8 Python threads"),
+     "8 Python threads", "skipped: argon2id micro-benchmark is Myelin's hasher"),
 )
 
 
 def summary_rows(results):
     """One row per benchmark: name, what, load, rate, ceiling, ratio, p50/p99 ms, errors, CPU."""
     rows = []
-    for name, what, key, unit, load in BENCH_ROWS:
+    for name, what, key, unit, load, no_ceiling in BENCH_ROWS:
         res = results.get(name)
         if res is None:
             continue
@@ -438,18 +447,19 @@ def summary_rows(results):
         t = [x["target"] for x in rs]
         has_ng = any("nginx" in x for x in rs)
         errors = sum(x.get("errors", 0) for x in t)
+        answered = sum(x.get("requests", x.get("ok", 0) + x.get("errors", 0)) for x in t)
         cpu = _med(x.get("cpu_us_per_req") for x in t)
         rows.append({
             "bench": name, "what": what, "load": load,
-            "rate": _range([x.get(key) for x in t], "{:,.1f}" if key != "rps" else "{:,.0f}")
+            "rate": _range([x.get(key) for x in t], "{:,.1f}" if key != "ok_rps" else "{:,.0f}")
                     + " " + unit,
             "ceiling": ("nginx " + _range([x["nginx"]["rps"] for x in rs if "nginx" in x])
-                        + " req/s") if has_ng else "skipped (needs Myelin's internals or a "
-                                                   "local target)",
+                        + " req/s") if has_ng else no_ceiling,
             "ratio": _range([x.get("ratio") for x in rs], "{:.2f}") if has_ng else "",
             "latency": f"{_fmt(_med(x.get('lat_p50_us') for x in t), '{:,.0f}')} / "
                        f"{_fmt(_med(x.get('lat_p99_us') for x in t), '{:,.0f}')} µs",
-            "errors": errors,
+            "errors": (f"{errors:,} ({100.0 * errors / answered:.0f} %)"
+                       if errors and answered else f"{errors:,}"),
             "cpu": _fmt(cpu, "{:.1f}") if cpu is not None else "",
         })
     return rows
@@ -467,9 +477,10 @@ def format_target_report(meta, results):
              f"load average at start {meta.get('load_start', '?')}, at end "
              f"{meta.get('load_end', '?')}. {meta.get('rounds', '?')} round(s) of "
              f"{meta.get('duration_s', '?')} s per figure.\n")
-    L.append("Medians over the rounds, (min–max) in brackets; latency = p50 / p99 of the "
-             "answers; errors = non-2xx answers + socket errors over all rounds (a server's "
-             "rate limits show up here: lift them for a comparison of throughput). "
+    L.append("Medians over the rounds, (min–max) in brackets; rate = 2xx answers per second; "
+             "latency = p50 / p99 of all answers; errors = non-2xx answers + socket errors over "
+             "all rounds, with their share of the requests (a server's rate limits show up "
+             "here as 429s: lift them for a comparison of throughput). "
              + ("Ceiling = nginx on this machine answering the target's exact bytes, run in the "
                 "same round, order alternating. " if meta.get("loopback") else
                 "The target is not on this machine: no nginx ceiling (it would measure the "
@@ -489,7 +500,7 @@ def format_target_report(meta, results):
     L.append("## Rounds\n")
     L.append("| benchmark | round | load | rate | non-2xx | p50 / p99 µs | nginx req/s | ratio |")
     L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, _, key, unit, _ in BENCH_ROWS:
+    for name, _, key, unit, _, _ in BENCH_ROWS:
         res = results.get(name)
         if not res or "rounds" not in res:
             continue

@@ -61,9 +61,10 @@ def target_rows(results):
         if _ok(results, name):
             rs = results[name]["rounds"]
             v = median(x["ratio"] for x in rs)
-            rows.append(_row(t, f"{v:.2f}× ({median(x['myelin']['rotations_per_s'] for x in rs):,.0f}"
-                                f" vs {median(x['ceiling']['rotations_per_s'] for x in rs):,.0f}"
-                                " rotations/s)", v, 0.6, True))
+            server = median(x["myelin"]["rotations_per_s"] for x in rs)
+            ceiling = median(x["ceiling"]["rotations_per_s"] for x in rs)
+            rows.append(_row(t, f"{v:.2f}× ({server:,.0f} vs {ceiling:,.0f} rotations/s)", v,
+                             0.6, True))
         else:
             rows.append(_missing(t, _why(results, name)))
 
