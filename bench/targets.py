@@ -42,6 +42,22 @@ def _why(results, name):
     return "skipped: " + str(res.get("skipped"))
 
 
+def cpu_note(server_runs, ceiling_runs, ceiling_name):
+    """"; CPU/request: <ceiling> A ÷ myelin B µs = R×" (the ratio that holds still on a busy
+    machine), plus a warning when the pinned server kept its core less than 80 % busy (then
+    it waited for the machine, not for work, and the throughput ratio is unreliable)."""
+    a = median(x.get("cpu_us_per_req") for x in server_runs)
+    b = median(x.get("cpu_us_per_req") for x in ceiling_runs)
+    note = ""
+    if a and b:
+        note = f"; CPU/request: {ceiling_name} {b:.1f} ÷ myelin {a:.1f} µs = {b / a:.2f}×"
+    busy = median(x.get("cpu_util") for x in server_runs)
+    if busy is not None and busy < 0.8:
+        note += (f"; ⚠ the pinned server kept its core only {busy:.0%} busy (machine load): "
+                 "the throughput ratio measures the machine more than the server")
+    return note
+
+
 def target_rows(results):
     rows = []
 
@@ -50,8 +66,10 @@ def target_rows(results):
     if _ok(results, "whoami"):
         rs = results["whoami"]["pinned"]["rounds"]
         v = median(x["ratio"] for x in rs)
+        note = cpu_note([x["myelin"] for x in rs], [x["nginx"] for x in rs], "nginx")
         rows.append(_row(t, f"{v:.2f}× ({median(x['myelin']['rps'] for x in rs):,.0f} vs "
-                            f"{median(x['nginx']['rps'] for x in rs):,.0f} req/s)", v, 0.9, True))
+                            f"{median(x['nginx']['rps'] for x in rs):,.0f} req/s){note}",
+                         v, 0.9, True))
     else:
         rows.append(_missing(t, _why(results, "whoami")))
 
@@ -122,8 +140,10 @@ def target_rows(results):
     if scale_ok and res.get("rounds"):
         rs = res["rounds"]
         v = median(x["ratio"] for x in rs)
+        note = cpu_note([x["big"]["wrk"] for x in rs], [x["small"]["wrk"] for x in rs],
+                        "1,000 sessions")
         rows.append(_row(t, f"{v:.2f}× ({median(x['big']['wrk']['rps'] for x in rs):,.0f} vs "
-                            f"{median(x['small']['wrk']['rps'] for x in rs):,.0f} req/s)",
+                            f"{median(x['small']['wrk']['rps'] for x in rs):,.0f} req/s){note}",
                          v, 0.9, True))
     else:
         rows.append(_missing(t, _why(results, "scale")))

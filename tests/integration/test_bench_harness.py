@@ -75,6 +75,16 @@ def wrk(rps, p99_us=1000.0):
     return {"rps": rps, "lat_p50_us": 100.0, "lat_p99_us": p99_us}
 
 
+def test_cpu_note_gives_the_cpu_ratio_and_warns_of_a_starved_server():
+    busy = [{"cpu_us_per_req": 10.0, "cpu_util": 0.95}]
+    starved = [{"cpu_us_per_req": 10.0, "cpu_util": 0.2}]
+    nginx = [{"cpu_us_per_req": 5.0}]
+    assert targets.cpu_note(busy, nginx, "nginx") == \
+        "; CPU/request: nginx 5.0 ÷ myelin 10.0 µs = 0.50×"
+    assert "only 20% busy" in targets.cpu_note(starved, nginx, "nginx")
+    assert targets.cpu_note([{}], [{}], "nginx") == ""
+
+
 def made_up_results():
     """Results shaped like run_bench.py's, with known medians."""
     whoami_rounds = [{"myelin": wrk(90), "nginx": wrk(100), "ratio": 0.90},
