@@ -175,9 +175,6 @@ class MatrixClient:
             raise MatrixError("whoami", status, data)
         return data
 
-    def logout(self, token):
-        self._call("POST", "/_matrix/client/v3/logout", {}, token=token)
-
 
 # ---- register/s --------------------------------------------------------------------------------
 
@@ -389,6 +386,18 @@ def run_target(args, rb, log):
             log(f"target register round {r + 1}: {g['registers_per_s']:.1f}/s "
                 f"(statuses {g['statuses']})")
         results["register"] = {"rounds": rs}
+
+    # Best effort: log out the sessions the set-up made (an existing account should not keep
+    # 2 × sessions devices). Refresh sessions rotated by wrk may survive (their tokens are
+    # gone with wrk), as may the login benchmark's device WRKLOGIN: use a dedicated account.
+    logged_out = 0
+    for token in access + [x.get("access_token") for x in refresh_logins]:
+        try:
+            status, _ = client._call("POST", "/_matrix/client/v3/logout", {}, token=token)
+            logged_out += status == 200
+        except requests.RequestException:
+            pass
+    log(f"target: logged out {logged_out} of the set-up's sessions")
 
     meta = {"target": base, "account": account_note, "user": user, "sessions": n,
             "versions": versions.get("versions", []), "target_pid": args.target_pid,

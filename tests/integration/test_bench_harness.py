@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import myelin_harness as h
-from client_helpers import register_ok
+from client_helpers import login_ok, register_ok
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
@@ -206,6 +206,13 @@ def test_target_with_an_existing_account_does_not_register(tmp_path, server):
     assert only_round(results, "login")["ok"] > 0
     assert "nginx" not in json.dumps(results["versions"])
     assert account.password not in report and account.password not in p.stdout
+    # The set-up's whoami sessions were logged out again.
+    me = login_ok(server, account.user_id, account.password)
+    devices = server.get("/_matrix/client/v3/devices",
+                         headers={"Authorization": "Bearer " + me.access_token})
+    assert devices.status_code == 200, devices.text
+    ids = {d["device_id"] for d in devices.json()["devices"]}
+    assert not {d for d in ids if d.startswith("BENCHW")}, ids
 
 
 def test_target_completes_the_registration_token_stage(tmp_path, server_factory):
