@@ -248,6 +248,31 @@ def _wrk_row(rb, url, threads, conns, duration, script, env, proc):
     return w
 
 
+def autogroup(pid="self"):
+    """The scheduler autogroup of a process (/proc/<pid>/autogroup), or None."""
+    try:
+        with open(f"/proc/{pid}/autogroup") as f:
+            return f.read().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def shared_group_warning(target_pid):
+    """A warning when the target server is in the load generator's scheduler autogroup.
+    With kernel.sched_autogroup_enabled, CPU is shared fairly between sessions first: the
+    harness starts nginx (and, without --target, myelin) in sessions of their own, so a target
+    that shares wrk's session is scheduled differently from its ceiling (measured here: a
+    myelin started from the harness's shell showed 2x nginx; started with setsid, 0.77x)."""
+    if not target_pid:
+        return None
+    mine, theirs = autogroup(), autogroup(target_pid)
+    if mine and theirs and mine == theirs:
+        return (f"the target (pid {target_pid}) shares this harness's scheduler autogroup "
+                f"({mine}): start it in a session of its own (setsid, or as a service), or its "
+                "ratio to nginx is skewed")
+    return None
+
+
 def setup_accounts(args, client, log):
     """The account the benchmarks use: (user, password, note). Registers one unless
     --target-user is given."""
@@ -399,7 +424,11 @@ def run_target(args, rb, log):
             pass
     log(f"target: logged out {logged_out} of the set-up's sessions")
 
+    warning = shared_group_warning(args.target_pid)
+    if warning:
+        log("target: WARNING: " + warning)
     meta = {"target": base, "account": account_note, "user": user, "sessions": n,
+            "warning": warning,
             "versions": versions.get("versions", []), "target_pid": args.target_pid,
             "loopback": local}
     return meta, results
@@ -499,6 +528,8 @@ def format_target_report(meta, results):
              + (" (given here for --target-pid " + str(meta["target_pid"]) + ")"
                 if meta.get("target_pid") else " (give --target-pid PID for a local server)")
              + ".\n")
+    if meta.get("warning"):
+        L.append(f"**Warning:** {meta['warning']}.\n")
     L.append("| benchmark | request | load | rate | ceiling | ratio | latency p50 / p99 | "
              "errors | server CPU µs/req |")
     L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

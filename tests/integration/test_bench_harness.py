@@ -6,6 +6,7 @@ Needs wrk and nginx (scripts/install-deps.sh installs them)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,27 @@ def test_loopback_detection():
     assert target_bench.is_loopback("http://localhost:8008/")
     assert target_bench.is_loopback("http://[::1]:8008")
     assert not target_bench.is_loopback("https://matrix.example.org")
+
+
+def test_a_target_in_the_harness_s_own_scheduler_group_is_flagged():
+    me = target_bench.autogroup()
+    if me is None:  # kernel without autogroups: nothing to compare, nothing to warn about
+        assert target_bench.shared_group_warning(os.getpid()) is None
+        return
+    assert "setsid" in target_bench.shared_group_warning(os.getpid())
+    other = subprocess.Popen(["sleep", "5"], start_new_session=True)
+    try:
+        assert target_bench.shared_group_warning(other.pid) is None
+    finally:
+        other.kill()
+        other.wait()
+    assert target_bench.shared_group_warning(None) is None
+
+
+def test_the_target_report_shows_the_warning():
+    meta = {"target": "http://127.0.0.1:1", "account": "a", "sessions": 1, "loopback": True,
+            "warning": "the target shares this harness's scheduler autogroup"}
+    assert "**Warning:** the target shares" in target_bench.format_target_report(meta, {})
 
 
 # ---- issue #6's targets ----------------------------------------------------------------------
