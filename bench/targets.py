@@ -112,6 +112,8 @@ def target_rows(results):
 
     scale_ok = _ok(results, "scale")
     res = results.get("scale", {})
+    # The 1,000,000 sessions (--quick fills 100,000: the label says what was measured).
+    big = f"{res.get('big_sessions', 1_000_001) - 1:,}" if scale_ok else "1,000,000"
 
     t = "idle RSS ≤ 16 MiB (default config)"
     if scale_ok:
@@ -120,14 +122,14 @@ def target_rows(results):
     else:
         rows.append(_missing(t, _why(results, "scale")))
 
-    t = "≤ 300 bytes per live session in memory (1,000,000 cached)"
+    t = f"≤ 300 bytes per live session in memory ({big} cached)"
     if scale_ok and res.get("rounds"):
         v = median(x["bytes_per_session"] for x in res["rounds"])
         rows.append(_row(t, f"{v:,.0f} B", v, 300, False))
     else:
         rows.append(_missing(t, _why(results, "scale")))
 
-    t = "start-up ≤ 3 s with 1,000,000 sessions (default: lazy token cache)"
+    t = f"start-up ≤ 3 s with {big} sessions (default: lazy token cache)"
     if scale_ok:
         v = res["lazy"]["ready_s"]
         warm = median(x["big"]["ready_s"] for x in res.get("rounds", []))
@@ -136,7 +138,7 @@ def target_rows(results):
     else:
         rows.append(_missing(t, _why(results, "scale")))
 
-    t = "whoami at 1,000,000 sessions ≥ 0.9× at 1,000 (pinned, all cached)"
+    t = f"whoami at {big} sessions ≥ 0.9× at 1,000 (pinned, all cached)"
     if scale_ok and res.get("rounds"):
         rs = res["rounds"]
         v = median(x["ratio"] for x in rs)

@@ -149,6 +149,14 @@ def test_target_rows_compare_each_median_with_its_bound():
         "yes"
 
 
+def test_target_rows_name_the_number_of_sessions_measured():
+    results = made_up_results()
+    results["scale"]["big_sessions"] = 100_001  # a --quick run
+    names = [r["target"] for r in targets.target_rows(results)]
+    assert "start-up ≤ 3 s with 100,000 sessions (default: lazy token cache)" in names
+    assert not [n for n in names if "1,000,000" in n]
+
+
 def test_target_rows_of_an_empty_run_are_all_not_measured():
     rows = targets.target_rows({})
     assert len(rows) == 9
