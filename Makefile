@@ -9,6 +9,7 @@ BUILD     ?= build
 ASAN      ?= build-asan
 FUZZ      ?= build-fuzz
 FUZZ_SECONDS ?= 30
+BENCH_ARGS ?=
 CONFIG    ?= myelin.toml
 WERROR    ?= ON
 CMAKE_ARGS = -DCMAKE_BUILD_TYPE=Release -DMYELIN_WARNINGS_AS_ERRORS=$(WERROR)
@@ -46,8 +47,11 @@ test-sanitize: deps
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ) JOBS=$(JOBS) WERROR=$(WERROR) ./scripts/fuzz.sh
 
+# Every benchmark, each next to its ceiling, into bench/results/REPORT.md (< 15 min, loopback
+# only); BENCH_ARGS passes options on, e.g. BENCH_ARGS="--only whoami --rounds 5" or
+# BENCH_ARGS="--target http://127.0.0.1:8008" (another homeserver: it sends load there).
 bench: build
-	./bench/run.sh
+	./bench/run.sh $(BENCH_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

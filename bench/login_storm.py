@@ -90,6 +90,65 @@ def login_run(base, conns, duration, user):
                       env={"MYELIN_USER": user, "MYELIN_PASSWORD": rb.PASSWORD})
 
 
+def run_storm(tmp, args):
+    """The rounds (quiet, then storm) in folder `tmp` with the settings of `args` (rounds,
+    duration, logins, sessions, hashing_threads, hashing_queue, argon2 as a (KiB, iterations)
+    tuple); returns (rounds, summary). The caller stops the server (rb.stop_all()).
+    Also run by bench/run_bench.py (benchmark login_storm)."""
+    rounds = []
+    server, base = start_server(tmp, args)
+    rb.register(base, "reader", rb.PASSWORD)
+    rb.register(base, "storm", rb.PASSWORD)
+    rb.log(f"login_storm: logging in {args.sessions} whoami sessions")
+    sessions = rb.login_many(base, "reader", [f"R{i:05d}" for i in range(args.sessions)], False)
+    token_file = tmp / "tokens.txt"
+    token_file.write_text("".join(s["access_token"] + "\n" for s in sessions))
+    whoami_run(base, token_file, 2, server)  # warm-up
+    for r in range(args.rounds):
+        rnd = {"load_before": rb.loadavg()}
+        rb.log(f"login_storm round {r + 1}/{args.rounds}: quiet")
+        rnd["quiet"] = whoami_run(base, token_file, args.duration, server)
+        rb.log(f"login_storm round {r + 1}/{args.rounds}: storm of {args.logins} logins")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The storm starts first and ends last: whoami runs entirely inside it.
+            storm = pool.submit(login_run, base, args.logins, args.duration + 4, "storm")
+            time.sleep(2)
+            rnd["storm"] = whoami_run(base, token_file, args.duration, server)
+            rnd["logins"] = storm.result()
+        rnd["p99_ratio"] = (rnd["storm"]["lat_p99_us"] / rnd["quiet"]["lat_p99_us"]
+                            if rnd["quiet"]["lat_p99_us"] else None)
+        rb.log(f"login_storm round {r + 1}: whoami p99 quiet "
+               f"{rnd['quiet']['lat_p99_us'] / 1000:.2f} ms, storm "
+               f"{rnd['storm']['lat_p99_us'] / 1000:.2f} ms; logins "
+               f"{rnd['logins']['ok'] / (rnd['logins']['duration_us'] / 1e6):.0f}/s admitted")
+        rounds.append(rnd)
+        time.sleep(1)
+    return rounds, summarize(rounds)
+
+
+def summarize(rounds):
+    """Medians over the rounds of whoami quiet / during the storm and of what the storm got."""
+    def med(key, field):
+        return statistics.median(rnd[key][field] for rnd in rounds)
+
+    return {
+        "whoami_quiet": {f: med("quiet", f) for f in
+                         ("rps", "lat_p50_us", "lat_p99_us", "lat_p99_9_us", "errors")},
+        "whoami_storm": {f: med("storm", f) for f in
+                         ("rps", "lat_p50_us", "lat_p99_us", "lat_p99_9_us", "errors")},
+        "storm": {
+            "logins_ok_per_s": statistics.median(
+                rnd["logins"]["ok"] / (rnd["logins"]["duration_us"] / 1e6) for rnd in rounds),
+            "shed_per_s": statistics.median(
+                rnd["logins"]["err_status"] / (rnd["logins"]["duration_us"] / 1e6)
+                for rnd in rounds),
+            "login_p50_us": med("logins", "lat_p50_us"),
+            "login_p99_us": med("logins", "lat_p99_us"),
+            "socket_errors": med("logins", "errors") - med("logins", "err_status"),
+        },
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -107,53 +166,12 @@ def main():
         sys.exit(f"{rb.MYELIN} not found: build it (Release) or set MYELIN_BUILD")
 
     tmp = Path(tempfile.mkdtemp(prefix="myelin-storm-", dir=os.environ.get("MYELIN_BENCH_TMP")))
-    rounds = []
     try:
-        server, base = start_server(tmp, args)
-        rb.register(base, "reader", rb.PASSWORD)
-        rb.register(base, "storm", rb.PASSWORD)
-        rb.log(f"logging in {args.sessions} whoami sessions")
-        sessions = rb.login_many(base, "reader", [f"R{i:05d}" for i in range(args.sessions)],
-                                 False)
-        token_file = tmp / "tokens.txt"
-        token_file.write_text("".join(s["access_token"] + "\n" for s in sessions))
-        whoami_run(base, token_file, 2, server)  # warm-up
-        for r in range(args.rounds):
-            rnd = {"load_before": rb.loadavg()}
-            rb.log(f"round {r + 1}/{args.rounds}: quiet")
-            rnd["quiet"] = whoami_run(base, token_file, args.duration, server)
-            rb.log(f"round {r + 1}/{args.rounds}: storm of {args.logins} logins")
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                # The storm starts first and ends last: whoami runs entirely inside it.
-                storm = pool.submit(login_run, base, args.logins, args.duration + 4, "storm")
-                time.sleep(2)
-                rnd["storm"] = whoami_run(base, token_file, args.duration, server)
-                rnd["logins"] = storm.result()
-            rounds.append(rnd)
-            time.sleep(1)
+        rounds, summary = run_storm(tmp, args)
     finally:
         rb.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def med(key, field):
-        return statistics.median(rnd[key][field] for rnd in rounds)
-
-    summary = {
-        "whoami_quiet": {f: med("quiet", f) for f in
-                         ("rps", "lat_p50_us", "lat_p99_us", "lat_p99_9_us", "errors")},
-        "whoami_storm": {f: med("storm", f) for f in
-                         ("rps", "lat_p50_us", "lat_p99_us", "lat_p99_9_us", "errors")},
-        "storm": {
-            "logins_ok_per_s": statistics.median(
-                rnd["logins"]["ok"] / (rnd["logins"]["duration_us"] / 1e6) for rnd in rounds),
-            "shed_per_s": statistics.median(
-                rnd["logins"]["err_status"] / (rnd["logins"]["duration_us"] / 1e6)
-                for rnd in rounds),
-            "login_p50_us": med("logins", "lat_p50_us"),
-            "login_p99_us": med("logins", "lat_p99_us"),
-            "socket_errors": med("logins", "errors") - med("logins", "err_status"),
-        },
-    }
     out = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpus": rb.CORES, "kernel": platform.release()},

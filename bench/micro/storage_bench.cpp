@@ -492,7 +492,8 @@ BENCHMARK(BM_StorageRotationOneCall)->UseRealTime()->Iterations(100)->Threads(64
 BENCHMARK(BM_StorageRotationWithCrypto)->UseRealTime()->Iterations(100)->Threads(64);
 BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Threads(64);
 
-// The ceiling that bench/run_bench.py pairs with the server's refresh run: registered only when
+// The ceilings that bench/run_bench.py pairs with the server's refresh runs (SQLite, and
+// PostgreSQL when MYELIN_TEST_POSTGRES_URL is set): registered only when
 // MYELIN_BENCH_ROTATIONS_PER_SESSION is set. MYELIN_BENCH_SESSIONS (default 256) fresh sessions
 // spread over 64 threads (as over wrk's 64 connections), each rotated exactly
 // MYELIN_BENCH_ROTATIONS_PER_SESSION times: the same amount of work per session as the server
@@ -511,6 +512,19 @@ BENCHMARK(BM_StorageRotationAged)->UseRealTime()->Arg(1000)->Iterations(100)->Th
         ->UseRealTime()
         ->Iterations(iterations)
         ->Threads(threads);
+    // The same on the PostgreSQL cluster of MYELIN_TEST_POSTGRES_URL (the server's pool of 8
+    // connections, synchronous commit, the separate statements the service writes).
+    const char* pg_url = std::getenv("MYELIN_TEST_POSTGRES_URL");
+    if (pg_url != nullptr && *pg_url != '\0') {
+        benchmark::RegisterBenchmark("BM_PgRotationMatched",
+                                     [chains](benchmark::State& state) {
+                                         run_rotations(state, false, 0, chains, Form::kStatements,
+                                                       Backend::kPostgres);
+                                     })
+            ->UseRealTime()
+            ->Iterations(iterations)
+            ->Threads(threads);
+    }
     return 1;
 }();
 
