@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <libpq-fe.h>
 
 #include "myelin/core/log.hpp"
+#include "myelin/storage/postgres/libpq_library.hpp"
 
 namespace myelin::storage::pg {
 
@@ -39,7 +39,7 @@ const char* environment_cause(std::string_view sqlstate) {
 
 std::string_view field(const PGresult* result, int code) {
     if (result == nullptr) return {};
-    const char* value = PQresultErrorField(result, code);
+    const char* value = libpq().PQresultErrorField(result, code);
     return value != nullptr ? std::string_view(value) : std::string_view();
 }
 
@@ -57,7 +57,7 @@ std::string one_line(std::string message) {
 
 // libpq's connection message, on one line.
 std::string connection_message(const PGconn* conn) {
-    return one_line(conn != nullptr ? PQerrorMessage(conn) : "out of memory");
+    return one_line(conn != nullptr ? libpq().PQerrorMessage(conn) : "out of memory");
 }
 
 // What the server sends outside an answer to a query: notices and warnings, and the FATAL it
@@ -142,9 +142,9 @@ std::vector<const char*> Params::pointers() const {
 // ---- Row / Rows ---------------------------------------------------------------------------
 
 std::int64_t Row::column_int(int column) const {
-    if (PQgetisnull(result_, row_, column)) return 0;
-    const char* data = PQgetvalue(result_, row_, column);
-    switch (PQgetlength(result_, row_, column)) {
+    if (libpq().PQgetisnull(result_, row_, column)) return 0;
+    const char* data = libpq().PQgetvalue(result_, row_, column);
+    switch (libpq().PQgetlength(result_, row_, column)) {
         case 1:
             return static_cast<unsigned char>(data[0]);
         case 2: {
@@ -168,43 +168,48 @@ std::int64_t Row::column_int(int column) const {
 }
 
 std::string Row::column_text(int column) const {
-    if (PQgetisnull(result_, row_, column)) return {};
-    return std::string(PQgetvalue(result_, row_, column),
-                       static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+    if (libpq().PQgetisnull(result_, row_, column)) return {};
+    return std::string(libpq().PQgetvalue(result_, row_, column),
+                       static_cast<std::size_t>(libpq().PQgetlength(result_, row_, column)));
 }
 
-bool Row::column_is_null(int column) const { return PQgetisnull(result_, row_, column) != 0; }
+bool Row::column_is_null(int column) const {
+    return libpq().PQgetisnull(result_, row_, column) != 0;
+}
 
 std::vector<std::uint8_t> Row::column_blob(int column) const {
-    if (PQgetisnull(result_, row_, column)) return {};
-    const auto* data = reinterpret_cast<const std::uint8_t*>(PQgetvalue(result_, row_, column));
-    return std::vector<std::uint8_t>(data, data + PQgetlength(result_, row_, column));
+    if (libpq().PQgetisnull(result_, row_, column)) return {};
+    const auto* data =
+        reinterpret_cast<const std::uint8_t*>(libpq().PQgetvalue(result_, row_, column));
+    return std::vector<std::uint8_t>(data, data + libpq().PQgetlength(result_, row_, column));
 }
 
 Result<TokenHash> Row::column_token_hash(int column) const {
     TokenHash hash{};
-    const int size = PQgetisnull(result_, row_, column) ? -1 : PQgetlength(result_, row_, column);
+    const int size = libpq().PQgetisnull(result_, row_, column)
+                         ? -1
+                         : libpq().PQgetlength(result_, row_, column);
     if (size != static_cast<int>(hash.size())) {
         myelin::log::app()->error("postgresql: a stored token hash has {} bytes instead of 32",
                                   size);
         return errors::internal("Database error: a stored token hash is malformed");
     }
-    std::memcpy(hash.data(), PQgetvalue(result_, row_, column), hash.size());
+    std::memcpy(hash.data(), libpq().PQgetvalue(result_, row_, column), hash.size());
     return hash;
 }
 
 std::string_view Row::column_view(int column) const {
-    if (PQgetisnull(result_, row_, column)) return {};
-    return std::string_view(PQgetvalue(result_, row_, column),
-                            static_cast<std::size_t>(PQgetlength(result_, row_, column)));
+    if (libpq().PQgetisnull(result_, row_, column)) return {};
+    return std::string_view(libpq().PQgetvalue(result_, row_, column),
+                            static_cast<std::size_t>(libpq().PQgetlength(result_, row_, column)));
 }
 
-Rows::~Rows() { PQclear(result_); }
+Rows::~Rows() { libpq().PQclear(result_); }
 
-int Rows::size() const { return PQntuples(result_); }
+int Rows::size() const { return libpq().PQntuples(result_); }
 
 std::int64_t Rows::affected() const {
-    const char* tuples = PQcmdTuples(result_);
+    const char* tuples = libpq().PQcmdTuples(result_);
     if (tuples == nullptr || *tuples == '\0') return 0;
     return std::strtoll(tuples, nullptr, 10);
 }
@@ -212,6 +217,10 @@ std::int64_t Rows::affected() const {
 // ---- Connection ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<Connection>> Connection::open(const ConnectionSettings& settings) {
+    if (auto loaded = load_libpq(); !loaded) {
+        myelin::log::app()->error("postgresql: {}", loaded.error().message);
+        return loaded.error();
+    }
     const std::string port = std::to_string(settings.port);
     const std::string timeout = std::to_string(settings.connect_timeout_s);
     // Session settings travel in the startup packet: no extra round trip.
@@ -242,11 +251,11 @@ Result<std::unique_ptr<Connection>> Connection::open(const ConnectionSettings& s
                             "1",
                             "30",
                             nullptr};
-    PGconn* conn = PQconnectdbParams(keywords, values, 0);
-    if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+    PGconn* conn = libpq().PQconnectdbParams(keywords, values, 0);
+    if (conn == nullptr || libpq().PQstatus(conn) != CONNECTION_OK) {
         // libpq's message names host, port and user and PostgreSQL's reason, never the password.
         const std::string reason = connection_message(conn);
-        PQfinish(conn);
+        libpq().PQfinish(conn);
         myelin::log::app()->error("postgresql: cannot connect to {}@{}:{}/{}: {}", settings.user,
                                   settings.host, settings.port, settings.dbname, reason);
         return errors::unavailable(
@@ -254,36 +263,36 @@ Result<std::unique_ptr<Connection>> Connection::open(const ConnectionSettings& s
                         settings.host, settings.port, settings.dbname, reason),
             5);
     }
-    PQsetNoticeProcessor(conn, &log_server_notice, nullptr);
+    libpq().PQsetNoticeProcessor(conn, &log_server_notice, nullptr);
     return std::unique_ptr<Connection>(new Connection(conn));
 }
 
-Connection::~Connection() { PQfinish(conn_); }
+Connection::~Connection() { libpq().PQfinish(conn_); }
 
-bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
+bool Connection::broken() const { return libpq().PQstatus(conn_) != CONNECTION_OK; }
 
-int Connection::backend_pid() const { return PQbackendPID(conn_); }
+int Connection::backend_pid() const { return libpq().PQbackendPID(conn_); }
 
 Result<int> Connection::wait_for_notifications(
     int timeout_ms, const std::function<void(std::string_view, std::string_view)>& fn) {
     const auto deliver = [&] {
         int delivered = 0;
-        while (PGnotify* note = PQnotifies(conn_)) {
+        while (PGnotify* note = libpq().PQnotifies(conn_)) {
             fn(note->relname, note->extra);
-            PQfreemem(note);
+            libpq().PQfreemem(note);
             ++delivered;
         }
         return delivered;
     };
     if (const int ready = deliver(); ready > 0) return ready;
-    const int sock = PQsocket(conn_);
+    const int sock = libpq().PQsocket(conn_);
     if (sock < 0) return fail(nullptr, "waiting for notifications", {});
     pollfd pfd{sock, POLLIN, 0};
     const int polled = ::poll(&pfd, 1, timeout_ms);
     if (polled == 0) return 0;
     if (polled < 0 && errno == EINTR) return 0;
     if (polled < 0) return fail(nullptr, "waiting for notifications", {});
-    if (PQconsumeInput(conn_) == 0) return fail(nullptr, "waiting for notifications", {});
+    if (libpq().PQconsumeInput(conn_) == 0) return fail(nullptr, "waiting for notifications", {});
     return deliver();
 }
 
@@ -304,13 +313,13 @@ Result<const std::string*> Connection::prepared(std::string_view sql, std::strin
     if (found != statements_.end()) return &found->second;
     std::string name = "s" + std::to_string(statements_.size() + 1);
     const std::string text(sql);
-    PGresult* result = PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr);
-    if (result == nullptr || PQresultStatus(result) != PGRES_COMMAND_OK) {
+    PGresult* result = libpq().PQprepare(conn_, name.c_str(), text.c_str(), 0, nullptr);
+    if (result == nullptr || libpq().PQresultStatus(result) != PGRES_COMMAND_OK) {
         Error error = fail(result, operation, sql);
-        PQclear(result);
+        libpq().PQclear(result);
         return error;
     }
-    PQclear(result);
+    libpq().PQclear(result);
     return &statements_.emplace(text, std::move(name)).first->second;
 }
 
@@ -320,12 +329,12 @@ Result<Rows> Connection::query(std::string_view sql, const Params& params,
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();
-    PGresult* result = PQexecPrepared(conn_, (*name)->c_str(), params.size(), values.data(),
-                                      params.lengths(), params.formats(), 1);
-    const auto status = result != nullptr ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+    PGresult* result = libpq().PQexecPrepared(conn_, (*name)->c_str(), params.size(), values.data(),
+                                              params.lengths(), params.formats(), 1);
+    const auto status = result != nullptr ? libpq().PQresultStatus(result) : PGRES_FATAL_ERROR;
     if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
         Error error = fail(result, operation, sql);
-        PQclear(result);
+        libpq().PQclear(result);
         return error;
     }
     return Rows(result);
@@ -338,16 +347,16 @@ Result<void> Connection::query_each(std::string_view sql, const Params& params,
     auto name = prepared(sql, operation);
     if (!name) return name.error();
     const auto values = params.pointers();
-    if (PQsendQueryPrepared(conn_, (*name)->c_str(), params.size(), values.data(), params.lengths(),
-                            params.formats(), 1) != 1) {
+    if (libpq().PQsendQueryPrepared(conn_, (*name)->c_str(), params.size(), values.data(),
+                                    params.lengths(), params.formats(), 1) != 1) {
         return fail(nullptr, operation, sql);
     }
-    PQsetSingleRowMode(conn_);
+    libpq().PQsetSingleRowMode(conn_);
     Result<void> outcome;
     bool done = false;
     // Every result must be read, also after an error, before the connection takes a new query.
-    while (PGresult* result = PQgetResult(conn_)) {
-        const auto status = PQresultStatus(result);
+    while (PGresult* result = libpq().PQgetResult(conn_)) {
+        const auto status = libpq().PQresultStatus(result);
         if (status == PGRES_SINGLE_TUPLE) {
             if (outcome && !done) outcome = fn(Row(result, 0));
         } else if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
@@ -355,7 +364,7 @@ Result<void> Connection::query_each(std::string_view sql, const Params& params,
         } else if (outcome) {
             outcome = fail(result, operation, sql);
         }
-        PQclear(result);
+        libpq().PQclear(result);
     }
     if (outcome && !done) return fail(nullptr, operation, sql);
     return outcome;
@@ -364,13 +373,13 @@ Result<void> Connection::query_each(std::string_view sql, const Params& params,
 Result<std::int64_t> Connection::copy_in(
     const char* sql, const std::function<Result<bool>(std::string& buffer)>& produce,
     std::string_view operation) {
-    PGresult* started = PQexec(conn_, sql);
-    if (started == nullptr || PQresultStatus(started) != PGRES_COPY_IN) {
+    PGresult* started = libpq().PQexec(conn_, sql);
+    if (started == nullptr || libpq().PQresultStatus(started) != PGRES_COPY_IN) {
         Error error = fail(started, operation, sql);
-        PQclear(started);
+        libpq().PQclear(started);
         return error;
     }
-    PQclear(started);
+    libpq().PQclear(started);
     std::string buffer;
     std::optional<Error> producer_error;
     for (;;) {
@@ -381,19 +390,19 @@ Result<std::int64_t> Connection::copy_in(
             break;
         }
         if (!buffer.empty() &&
-            PQputCopyData(conn_, buffer.data(), static_cast<int>(buffer.size())) != 1) {
+            libpq().PQputCopyData(conn_, buffer.data(), static_cast<int>(buffer.size())) != 1) {
             break;  // the connection failed: PQgetResult below reports it
         }
         if (!*more) break;
     }
-    (void)PQputCopyEnd(conn_, producer_error ? "aborted by myelin" : nullptr);
+    (void)libpq().PQputCopyEnd(conn_, producer_error ? "aborted by myelin" : nullptr);
     Result<std::int64_t> outcome = std::int64_t{0};
     bool done = false;
     // Every result must be read before the connection takes a new query.
-    while (PGresult* result = PQgetResult(conn_)) {
-        const auto status = PQresultStatus(result);
+    while (PGresult* result = libpq().PQgetResult(conn_)) {
+        const auto status = libpq().PQresultStatus(result);
         if (status == PGRES_COMMAND_OK) {
-            const char* tuples = PQcmdTuples(result);
+            const char* tuples = libpq().PQcmdTuples(result);
             if (tuples != nullptr && *tuples != '\0') outcome = std::strtoll(tuples, nullptr, 10);
             done = true;
         } else if (producer_error) {
@@ -402,7 +411,7 @@ Result<std::int64_t> Connection::copy_in(
         } else if (outcome) {
             outcome = fail(result, operation, sql);
         }
-        PQclear(result);
+        libpq().PQclear(result);
     }
     if (producer_error) return *producer_error;
     if (outcome && !done) return fail(nullptr, operation, sql);
@@ -410,14 +419,14 @@ Result<std::int64_t> Connection::copy_in(
 }
 
 Result<void> Connection::exec(const char* sql, std::string_view operation) {
-    PGresult* result = PQexec(conn_, sql);
-    const auto status = result != nullptr ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+    PGresult* result = libpq().PQexec(conn_, sql);
+    const auto status = result != nullptr ? libpq().PQresultStatus(result) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         Error error = fail(result, operation, sql);
-        PQclear(result);
+        libpq().PQclear(result);
         return error;
     }
-    PQclear(result);
+    libpq().PQclear(result);
     return {};
 }
 
