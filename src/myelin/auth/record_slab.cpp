@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::size_t kMapFrom = 64 * 1024;
 constexpr std::size_t kHugePage = 2 * 1024 * 1024;
-constexpr std::size_t kHugeFrom = 2 * kHugePage;
+constexpr std::size_t kHugeFrom = kHugePage;
 
 std::size_t mapped_length(std::size_t bytes) {
     const std::size_t unit = bytes >= kHugeFrom ? kHugePage : 4096;

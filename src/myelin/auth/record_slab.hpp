@@ -3,7 +3,7 @@
 // Fixed-size records with stable addresses, numbered from 0, for the token cache: a record is
 // allocated once and reused after it is freed (no allocation per record once its chunk exists).
 // Chunks double in size (64, 128, 256... records), are mapped from the kernel untouched (a
-// record's pages count in RSS once used) and, from 4 MiB up, ask for transparent huge pages.
+// record's pages count in RSS once used) and, from 2 MiB up, ask for transparent huge pages.
 
 #include <array>
 #include <atomic>
@@ -19,7 +19,7 @@ namespace myelin::auth::detail {
 inline constexpr std::uint32_t kNoRecord = 0xFFFFFFFFU;
 
 // `bytes` of zeroed memory, 64-byte aligned: aligned_alloc below 64 KiB, else an anonymous mapping
-// (aligned to 2 MiB and advised MADV_HUGEPAGE from 4 MiB up). nullptr when out of memory.
+// (aligned to 2 MiB and advised MADV_HUGEPAGE from 2 MiB up). nullptr when out of memory.
 void* map_zeroed(std::size_t bytes) noexcept;
 // Frees what map_zeroed(bytes) returned (the same `bytes`).
 void unmap_zeroed(void* p, std::size_t bytes) noexcept;
