@@ -88,7 +88,7 @@ void ActivityTracker::touch_session(auth::CachedSession& session, std::string_vi
     // merely redundant.
     session.activity_noted_ms.store(now, std::memory_order_relaxed);
     session.activity_ip_hash.store(ip_hash, std::memory_order_relaxed);
-    touch(session.user_id, session.device_id, ip, now);
+    touch(session.user_id(), session.device_id, ip, now);
 }
 
 std::size_t ActivityTracker::pending() const {

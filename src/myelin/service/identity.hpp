@@ -1,7 +1,8 @@
 #pragma once
 
 // Who is making an authenticated request: resolved from the access token before the handler
-// runs. Cheap to copy (shares the cached session).
+// runs. Cheap to copy (a counted reference to the cached session, which stays valid while the
+// Identity lives even if the session is revoked meanwhile).
 
 #include <memory>
 #include <string>
@@ -12,11 +13,11 @@
 namespace myelin::service {
 
 struct Identity {
-    std::shared_ptr<auth::CachedSession> session;  // never null
-    std::int64_t generation = 0;                   // of the access token used
+    auth::SessionRef session;     // never null
+    std::int64_t generation = 0;  // of the access token used
     storage::TokenHash token_hash{};
 
-    const std::string& user_id() const { return session->user_id; }
+    const std::string& user_id() const { return session->user_id(); }
     const std::string& device_id() const { return session->device_id; }
     bool is_guest() const { return session->is_guest; }
 };

@@ -93,9 +93,13 @@ TEST_F(ActivityTrackerTest, RepeatedSightingsOfASessionSkipTheTrackerWithinTheRe
     // With a 1 h interval the resolution is capped at 1 s.
     ActivityTracker tracker(*counting_, clock_, kInterval);
     ASSERT_EQ(tracker.resolution(), std::chrono::milliseconds(1000));
-    auth::CachedSession session;
-    session.user_id = "@alice:localhost";
-    session.device_id = "DEV0";
+    auth::TokenCache cache;
+    storage::SessionRecord record;
+    record.session_id = 1;
+    record.user_id = "@alice:localhost";
+    record.device_id = "DEV0";
+    auto ref = cache.session_for(record);
+    auth::CachedSession& session = *ref;
 
     tracker.touch_session(session, "10.0.0.1");
     ASSERT_TRUE(tracker.flush());
