@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
 
 #include <sodium.h>
 
@@ -56,7 +57,7 @@ bool is_plain_anonymous_mapping(void* address, int prot, int flags, int fd, off_
 
 }  // namespace
 
-std::unique_ptr<Argon2Arena> Argon2Arena::create(std::size_t bytes) {
+std::unique_ptr<Argon2Arena> Argon2Arena::create(std::size_t bytes) noexcept {
     if (bytes == 0 || bytes > (SIZE_MAX / 2)) return nullptr;
     const std::size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     // Map one huge page more than needed and trim, so that the region is 2 MiB aligned and the
@@ -76,8 +77,13 @@ std::unique_ptr<Argon2Arena> Argon2Arena::create(std::size_t bytes) {
     static_cast<void>(madvise(base, size, MADV_HUGEPAGE));
     static_cast<void>(madvise(base, size, MADV_DONTDUMP));
     sodium_memzero(base, size);  // faults every page in now, not during the first hash
+    std::unique_ptr<Argon2Arena> arena(new (std::nothrow) Argon2Arena(base, size));
+    if (arena == nullptr) {
+        system_munmap(base, size);
+        return nullptr;
+    }
     g_live.fetch_add(1, std::memory_order_relaxed);
-    return std::unique_ptr<Argon2Arena>(new Argon2Arena(base, size));
+    return arena;
 }
 
 Argon2Arena::~Argon2Arena() {

@@ -29,8 +29,8 @@ class Argon2Arena {
 public:
     // Maps `bytes` (rounded up to 2 MiB, huge pages requested, excluded from core dumps) and
     // faults every page in. Returns nullptr if the memory cannot be mapped; callers then hash
-    // without an arena.
-    [[nodiscard]] static std::unique_ptr<Argon2Arena> create(std::size_t bytes);
+    // without an arena. Never throws (a hashing worker calls it outside any try).
+    [[nodiscard]] static std::unique_ptr<Argon2Arena> create(std::size_t bytes) noexcept;
 
     Argon2Arena(const Argon2Arena&) = delete;
     Argon2Arena& operator=(const Argon2Arena&) = delete;
