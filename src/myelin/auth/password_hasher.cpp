@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <sodium.h>
 
+#include "myelin/auth/argon2_arena.hpp"
 #include "myelin/auth/sodium_init.hpp"
 #include "myelin/core/metrics.hpp"
 
@@ -120,10 +121,12 @@ Result<void> PasswordHasher::validate(const PasswordParams& params) {
     return {};
 }
 
-PasswordHasher::PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue)
+PasswordHasher::PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue,
+                               std::chrono::milliseconds arena_idle_release)
     : params_(params),
       threads_(threads != 0 ? threads : std::max(1U, std::thread::hardware_concurrency())),
-      max_queue_(max_queue != 0 ? max_queue : kQueuePerThread * threads_) {
+      max_queue_(max_queue != 0 ? max_queue : kQueuePerThread * threads_),
+      arena_idle_release_(arena_idle_release) {
     ensure_sodium();
     if (auto valid = validate(params_); !valid) {
         throw std::invalid_argument(valid.error().message);
@@ -178,18 +181,43 @@ bool PasswordHasher::enqueue(Job& job) {
 }
 
 void PasswordHasher::worker_loop() {
+    // This worker's argon2 memory: made at its first job, released after arena_idle_release_
+    // without work, wiped and unmapped when the worker ends.
+    std::unique_ptr<Argon2Arena> arena;
     for (;;) {
         Job job;
         {
             std::unique_lock lock(mu_);
-            cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-            if (stopping_) return;
+            auto ready = [this] { return stopping_ || !queue_.empty(); };
+            if (arena == nullptr) {
+                cv_.wait(lock, ready);
+            } else if (!cv_.wait_for(lock, arena_idle_release_, ready)) {
+                --arenas_held_;
+                lock.unlock();
+                arena.reset();
+                continue;
+            }
+            if (stopping_) {
+                if (arena != nullptr) --arenas_held_;
+                return;
+            }
             job = std::move(queue_.front());
             queue_.pop_front();
             queue_depth_gauge().set(static_cast<std::int64_t>(queue_.size()));
             ++running_;
         }
-        job.run();    // never throws (run_guarded); calls job_finished() before completing
+        if (arena == nullptr) {
+            // Without an arena (no memory for it) libsodium maps its own region per job.
+            arena = Argon2Arena::create(memlimit_bytes(params_));
+            if (arena != nullptr) {
+                std::lock_guard lock(mu_);
+                ++arenas_held_;
+            }
+        }
+        {
+            Argon2Arena::Bind bind(arena.get());
+            job.run();  // never throws (run_guarded); calls job_finished() before completing
+        }
         job = Job{};  // drop the job's captures (and the password) before taking the next one
     }
 }
@@ -202,6 +230,11 @@ void PasswordHasher::job_finished() {
 std::size_t PasswordHasher::queue_depth() const {
     std::lock_guard lock(mu_);
     return queue_.size();
+}
+
+std::size_t PasswordHasher::arenas_held() const {
+    std::lock_guard lock(mu_);
+    return arenas_held_;
 }
 
 // GCC 12 miscompiles a lambda with non-trivial captures that appears in the same full
@@ -260,6 +293,7 @@ boost::asio::awaitable<Result<VerifyOutcome>> PasswordHasher::verify(std::string
 Result<std::string> PasswordHasher::hash_sync(std::string_view password) const {
     if (password.size() > params_.max_password_bytes) return too_long(params_.max_password_bytes);
     char out[crypto_pwhash_STRBYTES];
+    const Argon2Arena::Lend lend(Argon2Arena::thread_arena());
     if (crypto_pwhash_str_alg(out, password.data(), password.size(), params_.iterations,
                               memlimit_bytes(params_), crypto_pwhash_ALG_ARGON2ID13) != 0) {
         // The only failure with validated parameters is being unable to allocate the memory.
@@ -271,6 +305,7 @@ Result<std::string> PasswordHasher::hash_sync(std::string_view password) const {
 Result<VerifyOutcome> PasswordHasher::verify_sync(std::string_view password,
                                                   std::string_view encoded_hash) const {
     if (password.size() > params_.max_password_bytes) return too_long(params_.max_password_bytes);
+    const Argon2Arena::Lend lend(Argon2Arena::thread_arena());
     if (encoded_hash.empty()) {
         // Unknown user or no password: spend the same work as a real check, then fail.
         const int dummy_rc =

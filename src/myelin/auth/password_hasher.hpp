@@ -5,12 +5,16 @@
 // login flood sheds load (503) instead of queueing without bound. Used by the account and
 // session services; the *_sync forms are for the CLI and tests. Pool jobs report into
 // myelin_password_hash_queue_depth (gauge) and myelin_password_hash_seconds (histogram).
+// Each worker hashes in its own Argon2Arena (argon2_arena.hpp): one pre-faulted region of the
+// configured memory cost, reused by every job, wiped after each, and released after
+// arena_idle_release without work, so libsodium does not map and unmap 19 MiB per hash.
 //
 // Thread-safety: every method is safe to call concurrently from any thread. The PasswordHasher
 // must outlive every hash()/verify() coroutine using it; destroying it joins the workers and
 // fails jobs still waiting with 503. Shutdown order: destroy it before the io_contexts its
 // callers run on (workers post completions to them).
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -47,12 +51,18 @@ public:
     // second at the default cost) is the longest a login waits before it is refused instead.
     static constexpr std::size_t kQueuePerThread = 8;
 
+    // How long a worker keeps its argon2 arena (the memory cost, ~20 MiB at the defaults) with
+    // no job before returning it to the system.
+    static constexpr std::chrono::milliseconds kArenaIdleRelease{30'000};
+
     // Starts `threads` workers (0: one per core) and admits at most `max_queue` jobs waiting
     // beyond those running (0: kQueuePerThread per worker). Computes the dummy hash for unknown
     // users with `params` (one hash's worth of CPU, blocking). Throws std::invalid_argument if
     // validate(params) fails, and std::runtime_error if the dummy hash cannot be computed (out of
     // memory): configuration is validated before construction, so either is a start-up failure.
-    PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue);
+    // A worker maps its arena at its first job and unmaps it after `arena_idle_release` idle.
+    PasswordHasher(PasswordParams params, unsigned threads, std::size_t max_queue,
+                   std::chrono::milliseconds arena_idle_release = kArenaIdleRelease);
     PasswordHasher(const PasswordHasher&) = delete;
     PasswordHasher& operator=(const PasswordHasher&) = delete;
     // Lets running jobs finish, fails waiting ones with 503, joins the workers. Blocks.
@@ -80,12 +90,17 @@ public:
 
     // Blocking forms of hash() and verify(), run on the calling thread with the same errors
     // (minus the queue ones). For the CLI, start-up and tests; never call on a network thread.
+    // They hash in the calling thread's bound Argon2Arena if it has one (the workers do; a
+    // benchmark can bind one with Argon2Arena::Bind), else in memory libsodium maps per call.
     [[nodiscard]] Result<std::string> hash_sync(std::string_view password) const;
     [[nodiscard]] Result<VerifyOutcome> verify_sync(std::string_view password,
                                                     std::string_view encoded_hash) const;
 
     // Jobs accepted but not yet started (for metrics and tests).
     [[nodiscard]] std::size_t queue_depth() const;
+
+    // Workers holding an argon2 arena right now (for tests).
+    [[nodiscard]] std::size_t arenas_held() const;
 
     // Jobs admitted to wait beyond the running ones (max_queue as resolved at construction).
     [[nodiscard]] std::size_t max_queue() const { return max_queue_; }
@@ -111,13 +126,15 @@ private:
     const PasswordParams params_;
     const std::size_t threads_;
     const std::size_t max_queue_;
+    const std::chrono::milliseconds arena_idle_release_;
     std::string dummy_hash_;  // set in the constructor, then read-only
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<Job> queue_;    // guarded by mu_
-    std::size_t running_ = 0;  // jobs taken by a worker and not yet finished; guarded by mu_
-    bool stopping_ = false;    // guarded by mu_
+    std::deque<Job> queue_;        // guarded by mu_
+    std::size_t running_ = 0;      // jobs taken by a worker and not yet finished; guarded by mu_
+    bool stopping_ = false;        // guarded by mu_
+    std::size_t arenas_held_ = 0;  // workers holding an arena; guarded by mu_
     std::vector<std::thread> workers_;
 };
 
