@@ -151,7 +151,8 @@ struct Stack {
                    .accounts = accounts,
                    .uia = uia,
                    .registration_tokens = registration_tokens,
-                   .devices = devices} {
+                   .devices = devices,
+                   .client_data = client_data} {
         sessions.set_rate_limiter(&rate_limiter);
         accounts.set_rate_limiter(&rate_limiter);
         uia.set_rate_limiter(&rate_limiter);
@@ -177,6 +178,7 @@ struct Stack {
     service::SessionService sessions;
     service::AccountService accounts;
     service::DeviceService devices;
+    service::ClientDataServices client_data{*db, clock, config.server_name};
     service::AdminService admin;
     api::Services services;
     api::Router router;

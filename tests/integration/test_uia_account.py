@@ -296,12 +296,12 @@ def test_capabilities(shared_server, prefix):
     assert caps["m.change_password"] == {"enabled": True}
     assert caps["m.room_versions"]["default"] == "10"
     assert caps["m.room_versions"]["available"] == {"10": "stable", "11": "stable"}
-    # No profile endpoints exist yet, so no profile changes are offered.
-    assert caps["m.set_displayname"] == {"enabled": False}
-    assert caps["m.set_avatar_url"] == {"enabled": False}
+    # Offered because they work (test_profile.py checks them in full).
+    assert caps["m.set_displayname"] == {"enabled": True}
+    assert caps["m.set_avatar_url"] == {"enabled": True}
     assert shared_server.put(prefix + "/profile/" + s.user_id + "/displayname",
                              json={"displayname": "x"},
-                             headers=bearer(s.access_token)).status_code == 404
+                             headers=bearer(s.access_token)).status_code == 200
     assert caps["m.3pid_changes"] == {"enabled": False}
     assert caps["m.get_login_token"] == {"enabled": False}
     assert_matrix_error(shared_server.get(prefix + "/capabilities"), 401, "M_MISSING_TOKEN")

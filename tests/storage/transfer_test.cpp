@@ -158,6 +158,90 @@ const char* const kUsers[] = {"@alice:example.org", "@bob:example.org", "@guest1
 
 // Fills a database through the storage API with every kind of row; returns the ids of the
 // sessions it made.
+// A row in every table of migration 7 (issue #8 §1), some positions consumed by deleted rows.
+Result<void> fill_client_data(WriteTxn& txn) {
+    const std::string alice = kUsers[0];
+    if (auto r = txn.put_account_data(alice, "", "m.direct", R"({"a":[1,"é"]})"); !r) {
+        return r.error();
+    }
+    if (auto r = txn.put_account_data(alice, "!room:example.org", "m.tag", "{}"); !r) {
+        return r.error();
+    }
+    if (auto r = txn.insert_filter(alice, R"({"room":{}})"); !r) return r.error();
+    if (auto r = txn.upsert_profile({alice, std::string("Alice"), std::nullopt}); !r) {
+        return r.error();
+    }
+    if (auto r = txn.upsert_device_keys({alice, "LAPTOP", R"({"keys":{}})"}); !r) return r.error();
+    if (auto r = txn.insert_one_time_key({alice, "LAPTOP", "signed_curve25519", "k1", "\"v\""});
+        !r) {
+        return r.error();
+    }
+    if (auto r = txn.upsert_fallback_key({alice, "LAPTOP", "signed_curve25519", "f", "\"f\""});
+        !r) {
+        return r.error();
+    }
+    if (auto r = txn.claim_fallback_key(alice, "LAPTOP", "signed_curve25519"); !r) {
+        return r.error();
+    }
+    if (auto r = txn.record_device_list_change(alice, "LAPTOP"); !r) return r.error();
+    if (auto r = txn.insert_to_device_txn(alice, "LAPTOP", "t1", 77); !r) return r.error();
+    ToDeviceRecord message{0, alice, "LAPTOP", kUsers[1], "m.x", R"({"n":1})"};
+    for (int i = 0; i < 3; ++i) {
+        if (auto r = txn.insert_to_device(message); !r) return r.error();
+    }
+    if (auto r = txn.delete_to_device_through(alice, "LAPTOP", 2); !r) return r.error();
+    return {};
+}
+
+// What the storage API reads of fill_client_data's rows, as text lines.
+Result<void> read_client_data(ReadTxn& txn, std::vector<std::string>& lines) {
+    const std::string alice = kUsers[0];
+    auto data = txn.account_data_since(alice, 0, 100);
+    if (!data) return data.error();
+    for (const auto& d : *data) {
+        lines.push_back(fmt::format("account_data {} [{}] {} {} {}", d.user_id, d.room_id, d.type,
+                                    d.content, d.stream_pos));
+    }
+    auto filter = txn.find_filter(alice, 0);
+    if (!filter) return filter.error();
+    lines.push_back("filter " + filter->value_or("<none>"));
+    auto profile = txn.find_profile(alice);
+    if (!profile) return profile.error();
+    if (*profile) {
+        lines.push_back(fmt::format("profile {} {} {}", (*profile)->user_id,
+                                    (*profile)->displayname.value_or("<null>"),
+                                    (*profile)->avatar_url.value_or("<null>")));
+    }
+    auto keys = txn.list_device_keys(alice, std::nullopt);
+    if (!keys) return keys.error();
+    for (const auto& k : *keys) lines.push_back("device_keys " + k.device_id + " " + k.key_json);
+    auto counts = txn.count_one_time_keys(alice, "LAPTOP");
+    if (!counts) return counts.error();
+    for (const auto& [alg, n] : *counts) lines.push_back(fmt::format("otk {} {}", alg, n));
+    auto unused = txn.unused_fallback_key_algorithms(alice, "LAPTOP");
+    if (!unused) return unused.error();
+    lines.push_back(fmt::format("unused fallback {}", unused->size()));
+    auto changes = txn.device_list_changes_since(0, 100);
+    if (!changes) return changes.error();
+    for (const auto& c : *changes) {
+        lines.push_back(fmt::format("device_list {} {} {}", c.stream_pos, c.user_id, c.device_id));
+    }
+    auto messages = txn.to_device_since(alice, "LAPTOP", 0, 100);
+    if (!messages) return messages.error();
+    for (const auto& m : *messages) {
+        lines.push_back(
+            fmt::format("to_device {} {} {} {}", m.stream_pos, m.sender, m.type, m.content));
+    }
+    for (const auto& [scope, stream] : {std::pair<std::string, std::string>{alice, "account_data"},
+                                        {alice, "to_device"},
+                                        {"", "device_lists"}}) {
+        auto pos = txn.stream_position(scope, stream);
+        if (!pos) return pos.error();
+        lines.push_back(fmt::format("position [{}] {} {}", scope, stream, *pos));
+    }
+    return {};
+}
+
 std::vector<std::int64_t> fill(Database& db) {
     std::vector<std::int64_t> ids;
     auto filled = write_sync<bool>(db, [&](WriteTxn& txn) -> Result<bool> {
@@ -234,6 +318,7 @@ std::vector<std::int64_t> fill(Database& db) {
         open.token = "open";
         open.created_ts = 1001;
         if (auto r = txn.insert_registration_token(open); !r) return r.error();
+        if (auto r = fill_client_data(txn); !r) return r.error();
         return true;
     });
     EXPECT_TRUE(filled) << (filled ? "" : filled.error().message);
@@ -333,6 +418,7 @@ std::vector<std::string> read_everything(Database& db, const std::vector<std::in
         auto revoked = txn.revoked_sessions_after(0, 1000);
         if (!revoked) return revoked.error();
         for (const auto& s : *revoked) lines.push_back("revoked " + session_line(s));
+        if (auto r = read_client_data(txn, lines); !r) return r.error();
         return true;
     });
     EXPECT_TRUE(read) << (read ? "" : read.error().message);
@@ -456,6 +542,13 @@ TEST_F(PostgresTransfer, CopiesEveryRowAndThePostgresBackendReadsThemAsSqliteDid
         **db, [&](ReadTxn& txn) { return txn.find_access_token(hash_of(0xa0, 299)); });
     ASSERT_TRUE(access && *access);
     EXPECT_EQ((*access)->session.session_id, ids[299]);
+
+    // Stream positions continue after the copied ones (also those of deleted rows).
+    auto next_to_device = write_sync<std::int64_t>(**db, [&](WriteTxn& txn) {
+        return txn.insert_to_device({0, kUsers[0], "LAPTOP", kUsers[1], "m.x", "{}"});
+    });
+    ASSERT_TRUE(next_to_device) << next_to_device.error().message;
+    EXPECT_EQ(*next_to_device, 4);
 
     // New rows continue after the copied ids (and after ids SQLite handed out, then pruned).
     auto next_session = write_sync<std::int64_t>(

@@ -5,6 +5,7 @@
 
 #include "myelin/core/config.hpp"
 #include "myelin/service/account_service.hpp"
+#include "myelin/service/client_data_services.hpp"
 #include "myelin/service/device_service.hpp"
 #include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/session_service.hpp"
@@ -19,6 +20,8 @@ struct Services {
     service::UiaEngine& uia;  // every UIA-protected endpoint authenticates through it
     service::RegistrationTokens& registration_tokens;
     service::DeviceService& devices;
+    // Push rules, account data, filters, profiles, keys, to-device (issue #8 §1).
+    service::ClientDataServices& client_data;
 };
 
 }  // namespace myelin::api

@@ -65,6 +65,7 @@ struct App::Impl {
     // which holds a pointer to it).
     std::unique_ptr<service::ActivityTracker> activity;
     std::unique_ptr<service::DeviceService> devices;
+    std::unique_ptr<service::ClientDataServices> client_data;
     std::unique_ptr<api::Services> services;
     std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
     api::Router router;
@@ -205,13 +206,16 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->accounts->set_rate_limiter(impl->rate_limiter.get());
     impl->uia->set_rate_limiter(impl->rate_limiter.get());
     impl->devices = std::make_unique<service::DeviceService>(*impl->db, *impl->sessions);
+    impl->client_data =
+        std::make_unique<service::ClientDataServices>(*impl->db, impl->clock, c.server_name);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,
                       .accounts = *impl->accounts,
                       .uia = *impl->uia,
                       .registration_tokens = *impl->registration_tokens,
-                      .devices = *impl->devices});
+                      .devices = *impl->devices,
+                      .client_data = *impl->client_data});
     api::client::add_client_routes(impl->router, *impl->services);
     impl->admin = std::make_unique<service::AdminService>(*impl->db, *impl->sessions);
     api::admin::add_admin_routes(impl->router, *impl->services, *impl->admin);

@@ -8,6 +8,12 @@
 namespace myelin::service {
 namespace {
 
+// "alice" of "@alice:server".
+std::string localpart_of(std::string_view user_id) {
+    auto colon = user_id.find(':');
+    return std::string(user_id.substr(1, colon == std::string_view::npos ? 0 : colon - 1));
+}
+
 // myelin_logins_total{outcome}, registered once.
 struct LoginMetrics {
     static constexpr std::string_view kName = "myelin_logins_total";
@@ -173,6 +179,10 @@ boost::asio::awaitable<Result<RegistrationResult>> AccountService::register_acco
         auto inserted = txn.insert_user(user);
         if (!inserted) return inserted.error();
         if (!*inserted) return user_in_use();
+        // The display name starts as the localpart, as Synapse does.
+        if (auto r = txn.upsert_profile({user_id, localpart_of(user_id), std::nullopt}); !r) {
+            return r.error();
+        }
         std::string detail = "account";
         if (request.guest) detail = "guest account";
         if (registration_token) {
@@ -308,6 +318,10 @@ boost::asio::awaitable<Result<std::string>> AccountService::create_user(
         auto inserted = txn.insert_user(user);
         if (!inserted) return inserted.error();
         if (!*inserted) return user_in_use();
+        // The display name starts as the localpart, as Synapse does.
+        if (auto r = txn.upsert_profile({user_id, localpart_of(user_id), std::nullopt}); !r) {
+            return r.error();
+        }
         std::string detail = "account created by an administrator";
         if (admin) detail += " (admin)";
         if (auto r = txn.insert_security_event(event(user_id, "", now, "registered", detail)); !r) {

@@ -19,6 +19,17 @@ bool soft_logout_for(RevokeReason reason) {
 
 namespace {
 
+// Deletes a device row together with its end-to-end keys, and records the change of the user's
+// device list (a later /sync tells the users who share rooms with them).
+Result<void> delete_device_with_keys(storage::WriteTxn& txn, std::string_view user_id,
+                                     std::string_view device_id) {
+    if (auto r = txn.delete_device(user_id, device_id); !r) return r.error();
+    if (auto r = txn.delete_device_e2e_keys(user_id, device_id); !r) return r.error();
+    auto pos = txn.record_device_list_change(user_id, device_id);
+    if (!pos) return pos.error();
+    return {};
+}
+
 // myelin_refreshes_total{outcome}, registered once.
 struct RefreshMetrics {
     static constexpr std::string_view kName = "myelin_refreshes_total";
@@ -457,7 +468,7 @@ boost::asio::awaitable<Result<void>> SessionService::logout(const Identity& iden
             }
             if (auto r = txn.delete_session_tokens(id); !r) return r.error();
         }
-        if (auto r = txn.delete_device(user_id, device_id); !r) return r.error();
+        if (auto r = delete_device_with_keys(txn, user_id, device_id); !r) return r.error();
         return ended;
     };
     auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job));
@@ -483,7 +494,7 @@ boost::asio::awaitable<Result<void>> SessionService::logout_all(const std::strin
         auto devices = txn.list_devices(user_id);
         if (!devices) return devices.error();
         for (const auto& d : *devices) {
-            if (auto r = txn.delete_device(user_id, d.device_id); !r) return r.error();
+            if (auto r = delete_device_with_keys(txn, user_id, d.device_id); !r) return r.error();
         }
         return ended;
     };
@@ -548,14 +559,16 @@ boost::asio::awaitable<Result<std::size_t>> SessionService::end_sessions(
         if (delete_devices) {
             if (device_id) {
                 if (!(kept_device && *kept_device == *device_id)) {
-                    if (auto r = txn.delete_device(user_id, *device_id); !r) return r.error();
+                    if (auto r = delete_device_with_keys(txn, user_id, *device_id); !r)
+                        return r.error();
                 }
             } else {
                 auto devices = txn.list_devices(user_id);
                 if (!devices) return devices.error();
                 for (const auto& d : *devices) {
                     if (kept_device && d.device_id == *kept_device) continue;
-                    if (auto r = txn.delete_device(user_id, d.device_id); !r) return r.error();
+                    if (auto r = delete_device_with_keys(txn, user_id, d.device_id); !r)
+                        return r.error();
                 }
             }
         }
@@ -613,7 +626,7 @@ boost::asio::awaitable<Result<std::size_t>> SessionService::end_device_sessions(
         if (!devices) return devices.error();
         for (const auto& d : *devices) {
             if (!wanted.contains(d.device_id)) continue;
-            if (auto r = txn.delete_device(user_id, d.device_id); !r) return r.error();
+            if (auto r = delete_device_with_keys(txn, user_id, d.device_id); !r) return r.error();
             storage::SecurityEventRecord event;
             event.user_id = user_id;
             event.device_id = d.device_id;

@@ -14,9 +14,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "myelin/core/error.hpp"
+#include "myelin/storage/client_data_records.hpp"
 #include "myelin/storage/rate_limit_exchange.hpp"
 #include "myelin/storage/records.hpp"
 #include "myelin/storage/session_feed.hpp"
@@ -79,6 +81,47 @@ public:
         std::string_view session_id) = 0;
     // How many UIA sessions are unfinished and have created_ts >= `min_created_ts`.
     virtual Result<std::int64_t> count_live_uia_sessions(std::int64_t min_created_ts) = 0;
+
+    // ---- What clients read after login (issue #8 §1; client_data_records.hpp) ---------------
+    // The account-data entry (room_id empty: global), or nullopt.
+    virtual Result<std::optional<AccountDataRecord>> find_account_data(std::string_view user_id,
+                                                                       std::string_view room_id,
+                                                                       std::string_view type) = 0;
+    // The user's account-data entries (global and per room) with stream_pos > `after_pos`,
+    // oldest first, at most `limit` (none when limit <= 0): for /sync.
+    virtual Result<std::vector<AccountDataRecord>> account_data_since(std::string_view user_id,
+                                                                      std::int64_t after_pos,
+                                                                      int limit) = 0;
+    // The filter JSON the user stored under `filter_id`, or nullopt.
+    virtual Result<std::optional<std::string>> find_filter(std::string_view user_id,
+                                                           std::int64_t filter_id) = 0;
+    // The user's profile row, or nullopt when none was ever written.
+    virtual Result<std::optional<ProfileRecord>> find_profile(std::string_view user_id) = 0;
+    // The uploaded device keys of the user's devices (of one device when `device_id` is given),
+    // ordered by device_id.
+    virtual Result<std::vector<DeviceKeysRecord>> list_device_keys(
+        std::string_view user_id, std::optional<std::string_view> device_id) = 0;
+    // How many unclaimed one-time keys the device has, per algorithm (algorithms without keys
+    // left out), ordered by algorithm.
+    virtual Result<std::vector<std::pair<std::string, std::int64_t>>> count_one_time_keys(
+        std::string_view user_id, std::string_view device_id) = 0;
+    // The algorithms of the device's fallback keys not yet claimed, ordered.
+    virtual Result<std::vector<std::string>> unused_fallback_key_algorithms(
+        std::string_view user_id, std::string_view device_id) = 0;
+    // The device's to-device messages with stream_pos > `after_pos`, oldest first, at most
+    // `limit` (none when limit <= 0): for /sync.
+    virtual Result<std::vector<ToDeviceRecord>> to_device_since(std::string_view user_id,
+                                                                std::string_view device_id,
+                                                                std::int64_t after_pos,
+                                                                int limit) = 0;
+    // Device-list changes with stream_pos > `after_pos`, oldest first, at most `limit` (none
+    // when limit <= 0): for /sync and /keys/changes.
+    virtual Result<std::vector<DeviceListChangeRecord>> device_list_changes_since(
+        std::int64_t after_pos, int limit) = 0;
+    // The newest position handed out on a stream (0 when none was): `scope` is a user ID for
+    // the per-user streams "account_data" and "to_device", "" for the global "device_lists".
+    virtual Result<std::int64_t> stream_position(std::string_view scope,
+                                                 std::string_view stream) = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -186,6 +229,55 @@ public:
     // limit <= 0), finished or not. Returns how many were deleted and the registration tokens the
     // unfinished ones held (the caller releases them in the same job).
     virtual Result<UiaPruneResult> prune_uia_sessions(std::int64_t before_ts, int limit) = 0;
+
+    // ---- What clients write after login (issue #8 §1; client_data_records.hpp) --------------
+    // Stores (inserts or replaces) an account-data entry at the next position of the user's
+    // "account_data" stream, and returns that position.
+    virtual Result<std::int64_t> put_account_data(std::string_view user_id,
+                                                  std::string_view room_id, std::string_view type,
+                                                  std::string_view content) = 0;
+    // Stores a filter for the user under the next free filter id (per user, from 0) and
+    // returns that id.
+    virtual Result<std::int64_t> insert_filter(std::string_view user_id,
+                                               std::string_view filter_json) = 0;
+    // Inserts or replaces the user's profile row.
+    virtual Result<void> upsert_profile(const ProfileRecord& profile) = 0;
+    // Inserts or replaces the device's keys.
+    virtual Result<void> upsert_device_keys(const DeviceKeysRecord& keys) = 0;
+    // Inserts a one-time key. Returns false (and changes nothing) if the device already has a
+    // key with this algorithm and key_id.
+    virtual Result<bool> insert_one_time_key(const E2eKeyRecord& key) = 0;
+    // Inserts or replaces the device's fallback key of the key's algorithm, unclaimed.
+    virtual Result<void> upsert_fallback_key(const E2eKeyRecord& key) = 0;
+    // Removes and returns one one-time key of the device for the algorithm (the smallest
+    // key_id), or nullopt when it has none. Of concurrent claims, each gets a different key.
+    virtual Result<std::optional<E2eKeyRecord>> claim_one_time_key(std::string_view user_id,
+                                                                   std::string_view device_id,
+                                                                   std::string_view algorithm) = 0;
+    // The device's fallback key for the algorithm, marked claimed (it stays until replaced), or
+    // nullopt when it has none.
+    virtual Result<std::optional<E2eKeyRecord>> claim_fallback_key(std::string_view user_id,
+                                                                   std::string_view device_id,
+                                                                   std::string_view algorithm) = 0;
+    // Deletes every key (device keys, one-time and fallback keys) of the device.
+    virtual Result<void> delete_device_e2e_keys(std::string_view user_id,
+                                                std::string_view device_id) = 0;
+    // Appends a device-list change at the next position of the global "device_lists" stream
+    // and returns that position.
+    virtual Result<std::int64_t> record_device_list_change(std::string_view user_id,
+                                                           std::string_view device_id) = 0;
+    // Records a to-device transaction of the sending device. Returns false (and changes
+    // nothing) if that device already used `txn_id`.
+    virtual Result<bool> insert_to_device_txn(std::string_view user_id, std::string_view device_id,
+                                              std::string_view txn_id, std::int64_t ts) = 0;
+    // Queues a to-device message (message.stream_pos is ignored) at the next position of the
+    // recipient user's "to_device" stream and returns that position.
+    virtual Result<std::int64_t> insert_to_device(const ToDeviceRecord& message) = 0;
+    // Deletes the device's to-device messages with stream_pos <= `through_pos` (delivered).
+    // Returns how many were deleted.
+    virtual Result<std::int64_t> delete_to_device_through(std::string_view user_id,
+                                                          std::string_view device_id,
+                                                          std::int64_t through_pos) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

@@ -80,9 +80,9 @@ http::Response capabilities_response() {
     caps["m.change_password"] = enabled(true);
     caps["m.room_versions"] = boost::json::object{
         {"default", "10"}, {"available", boost::json::object{{"10", "stable"}, {"11", "stable"}}}};
-    // No profile endpoints yet: a client must not offer a rename that cannot work.
-    caps["m.set_displayname"] = enabled(false);
-    caps["m.set_avatar_url"] = enabled(false);
+    // PUT /profile/{userId}/displayname and /avatar_url (api/client/profile.cpp).
+    caps["m.set_displayname"] = enabled(true);
+    caps["m.set_avatar_url"] = enabled(true);
     caps["m.3pid_changes"] = enabled(false);
     caps["m.get_login_token"] = enabled(false);
     return http::json_response(boost::json::object{{"capabilities", std::move(caps)}});

@@ -9,6 +9,14 @@ void add_client_routes(Router& router, Services& services) {
     add_account_routes(router, services);
     add_account_management_routes(router, services);
     add_device_routes(router, services);
+    // What clients call right after login (issue #8 §1).
+    add_push_rule_routes(router, services);
+    add_filter_routes(router, services);
+    add_profile_routes(router, services);
+    add_account_data_routes(router, services);
+    add_empty_answer_routes(router, services);
+    add_e2e_key_routes(router, services);
+    add_to_device_routes(router, services);
 }
 
 }  // namespace myelin::api::client

@@ -22,6 +22,23 @@ void add_account_management_routes(Router& router, Services& services);
 // GET /devices, GET/PUT/DELETE /devices/{deviceId}, POST /delete_devices (deletion: UIA).
 void add_device_routes(Router& router, Services& services);
 
+// ---- What clients call right after login (issue #8 §1) ----
+// GET /pushrules/, /pushrules/global/, GET/PUT/DELETE /pushrules/global/{kind}/{ruleId},
+// GET/PUT …/enabled and …/actions.
+void add_push_rule_routes(Router& router, Services& services);
+// POST /user/{userId}/filter, GET /user/{userId}/filter/{filterId}.
+void add_filter_routes(Router& router, Services& services);
+// GET /profile/{userId}, GET/PUT /profile/{userId}/{keyName}.
+void add_profile_routes(Router& router, Services& services);
+// GET/PUT /user/{userId}/account_data/{type} and /user/{userId}/rooms/{roomId}/account_data/….
+void add_account_data_routes(Router& router, Services& services);
+// GET /joined_rooms, GET /voip/turnServer, GET /thirdparty/protocols (honestly empty).
+void add_empty_answer_routes(Router& router, Services& services);
+// POST /keys/upload, /keys/query, /keys/claim, GET /keys/changes.
+void add_e2e_key_routes(Router& router, Services& services);
+// PUT /sendToDevice/{eventType}/{txnId}.
+void add_to_device_routes(Router& router, Services& services);
+
 // All of the above.
 void add_client_routes(Router& router, Services& services);
 

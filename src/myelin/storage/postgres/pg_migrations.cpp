@@ -144,6 +144,78 @@ CREATE UNLOGGED TABLE rate_limit_buckets (
 );
 CREATE INDEX rate_limit_buckets_by_tat ON rate_limit_buckets (tat_us);
 )sql"},
+    Migration{7, "client data: account data, filters, profiles, end-to-end keys, to-device", R"sql(
+CREATE TABLE stream_positions (
+    scope    TEXT COLLATE "C" NOT NULL,
+    stream   TEXT COLLATE "C" NOT NULL,
+    position BIGINT NOT NULL,
+    PRIMARY KEY (scope, stream)
+);
+CREATE TABLE account_data (
+    user_id    TEXT COLLATE "C" NOT NULL,
+    room_id    TEXT COLLATE "C" NOT NULL,
+    data_type  TEXT COLLATE "C" NOT NULL,
+    content    TEXT COLLATE "C" NOT NULL,
+    stream_pos BIGINT NOT NULL,
+    PRIMARY KEY (user_id, room_id, data_type)
+);
+CREATE INDEX account_data_by_position ON account_data (user_id, stream_pos);
+CREATE TABLE filters (
+    user_id     TEXT COLLATE "C" NOT NULL,
+    filter_id   BIGINT NOT NULL,
+    filter_json TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+);
+CREATE TABLE profiles (
+    user_id     TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+    displayname TEXT NULL,
+    avatar_url  TEXT NULL
+);
+CREATE TABLE device_keys (
+    user_id   TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL,
+    key_json  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE one_time_keys (
+    user_id   TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL,
+    algorithm TEXT COLLATE "C" NOT NULL,
+    key_id    TEXT COLLATE "C" NOT NULL,
+    key_json  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, device_id, algorithm, key_id)
+);
+CREATE TABLE fallback_keys (
+    user_id   TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL,
+    algorithm TEXT COLLATE "C" NOT NULL,
+    key_id    TEXT COLLATE "C" NOT NULL,
+    key_json  TEXT COLLATE "C" NOT NULL,
+    used      BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (user_id, device_id, algorithm)
+);
+CREATE TABLE device_list_changes (
+    stream_pos BIGINT PRIMARY KEY NOT NULL,
+    user_id    TEXT COLLATE "C" NOT NULL,
+    device_id  TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE to_device_txns (
+    user_id    TEXT COLLATE "C" NOT NULL,
+    device_id  TEXT COLLATE "C" NOT NULL,
+    txn_id     TEXT COLLATE "C" NOT NULL,
+    created_ts BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+);
+CREATE TABLE to_device_messages (
+    recipient_user   TEXT COLLATE "C" NOT NULL,
+    recipient_device TEXT COLLATE "C" NOT NULL,
+    stream_pos       BIGINT NOT NULL,
+    sender           TEXT COLLATE "C" NOT NULL,
+    event_type       TEXT COLLATE "C" NOT NULL,
+    content          TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (recipient_user, recipient_device, stream_pos)
+);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

@@ -46,6 +46,29 @@ public:
     Result<std::optional<UiaSessionRecord>> find_uia_session(std::string_view session_id) override;
     Result<std::int64_t> count_live_uia_sessions(std::int64_t min_created_ts) override;
 
+    // ---- What clients read after login (issue #8 §1); defined in pg_txn_client_data.cpp ----
+    Result<std::optional<AccountDataRecord>> find_account_data(std::string_view user_id,
+                                                               std::string_view room_id,
+                                                               std::string_view type) override;
+    Result<std::vector<AccountDataRecord>> account_data_since(std::string_view user_id,
+                                                              std::int64_t after_pos,
+                                                              int limit) override;
+    Result<std::optional<std::string>> find_filter(std::string_view user_id,
+                                                   std::int64_t filter_id) override;
+    Result<std::optional<ProfileRecord>> find_profile(std::string_view user_id) override;
+    Result<std::vector<DeviceKeysRecord>> list_device_keys(
+        std::string_view user_id, std::optional<std::string_view> device_id) override;
+    Result<std::vector<std::pair<std::string, std::int64_t>>> count_one_time_keys(
+        std::string_view user_id, std::string_view device_id) override;
+    Result<std::vector<std::string>> unused_fallback_key_algorithms(
+        std::string_view user_id, std::string_view device_id) override;
+    Result<std::vector<ToDeviceRecord>> to_device_since(std::string_view user_id,
+                                                        std::string_view device_id,
+                                                        std::int64_t after_pos, int limit) override;
+    Result<std::vector<DeviceListChangeRecord>> device_list_changes_since(std::int64_t after_pos,
+                                                                          int limit) override;
+    Result<std::int64_t> stream_position(std::string_view scope, std::string_view stream) override;
+
 protected:
     Connection& conn_;
 };
@@ -109,6 +132,32 @@ public:
     Result<std::optional<UiaSessionRecord>> finish_uia_session(
         std::string_view session_id, std::int64_t min_created_ts) override;
     Result<UiaPruneResult> prune_uia_sessions(std::int64_t before_ts, int limit) override;
+
+    // ---- What clients write after login (issue #8 §1); defined in pg_txn_client_data.cpp ----
+    Result<std::int64_t> put_account_data(std::string_view user_id, std::string_view room_id,
+                                          std::string_view type, std::string_view content) override;
+    Result<std::int64_t> insert_filter(std::string_view user_id,
+                                       std::string_view filter_json) override;
+    Result<void> upsert_profile(const ProfileRecord& profile) override;
+    Result<void> upsert_device_keys(const DeviceKeysRecord& keys) override;
+    Result<bool> insert_one_time_key(const E2eKeyRecord& key) override;
+    Result<void> upsert_fallback_key(const E2eKeyRecord& key) override;
+    Result<std::optional<E2eKeyRecord>> claim_one_time_key(std::string_view user_id,
+                                                           std::string_view device_id,
+                                                           std::string_view algorithm) override;
+    Result<std::optional<E2eKeyRecord>> claim_fallback_key(std::string_view user_id,
+                                                           std::string_view device_id,
+                                                           std::string_view algorithm) override;
+    Result<void> delete_device_e2e_keys(std::string_view user_id,
+                                        std::string_view device_id) override;
+    Result<std::int64_t> record_device_list_change(std::string_view user_id,
+                                                   std::string_view device_id) override;
+    Result<bool> insert_to_device_txn(std::string_view user_id, std::string_view device_id,
+                                      std::string_view txn_id, std::int64_t ts) override;
+    Result<std::int64_t> insert_to_device(const ToDeviceRecord& message) override;
+    Result<std::int64_t> delete_to_device_through(std::string_view user_id,
+                                                  std::string_view device_id,
+                                                  std::int64_t through_pos) override;
 };
 
 }  // namespace myelin::storage::pg

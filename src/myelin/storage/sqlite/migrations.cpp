@@ -142,6 +142,78 @@ CREATE TABLE rate_limit_buckets (
     PRIMARY KEY (limit_class, bucket_key)
 ) WITHOUT ROWID, STRICT;
 )sql"},
+    Migration{7, "client data: account data, filters, profiles, end-to-end keys, to-device", R"sql(
+CREATE TABLE stream_positions (
+    scope    TEXT NOT NULL,
+    stream   TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (scope, stream)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE account_data (
+    user_id    TEXT NOT NULL,
+    room_id    TEXT NOT NULL,
+    data_type  TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    stream_pos INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, data_type)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX account_data_by_position ON account_data (user_id, stream_pos);
+CREATE TABLE filters (
+    user_id     TEXT NOT NULL,
+    filter_id   INTEGER NOT NULL,
+    filter_json TEXT NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE profiles (
+    user_id     TEXT PRIMARY KEY NOT NULL,
+    displayname TEXT NULL,
+    avatar_url  TEXT NULL
+) WITHOUT ROWID, STRICT;
+CREATE TABLE device_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE one_time_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, algorithm, key_id)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE fallback_keys (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    key_json  TEXT NOT NULL,
+    used      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id, algorithm)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE device_list_changes (
+    stream_pos INTEGER PRIMARY KEY NOT NULL,
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL
+) STRICT;
+CREATE TABLE to_device_txns (
+    user_id    TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    txn_id     TEXT NOT NULL,
+    created_ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id, txn_id)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE to_device_messages (
+    recipient_user   TEXT NOT NULL,
+    recipient_device TEXT NOT NULL,
+    stream_pos       INTEGER NOT NULL,
+    sender           TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    content          TEXT NOT NULL,
+    PRIMARY KEY (recipient_user, recipient_device, stream_pos)
+) WITHOUT ROWID, STRICT;
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

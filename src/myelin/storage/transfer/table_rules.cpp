@@ -27,6 +27,18 @@ constexpr std::array kRules{
     // Copied (not skipped as ephemeral): an unfinished session may hold a registration-token
     // reservation that the copied token's pending count includes.
     copy("uia_sessions"),
+    // Issue #8 §1 (migration 7). The stream positions are copied so that no position is
+    // handed out twice (a client's sync token would otherwise skip changes).
+    copy("stream_positions"),
+    copy("account_data"),
+    copy("filters"),
+    copy("profiles"),
+    copy("device_keys"),
+    copy("one_time_keys"),
+    copy("fallback_keys"),
+    copy("device_list_changes"),
+    copy("to_device_txns"),
+    copy("to_device_messages"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),

@@ -1,0 +1,33 @@
+#include "myelin/service/account_data_service.hpp"
+
+#include <utility>
+
+#include "myelin/storage/await.hpp"
+
+namespace myelin::service {
+
+boost::asio::awaitable<Result<std::string>> AccountDataService::get(std::string user_id,
+                                                                    std::string room_id,
+                                                                    std::string type) {
+    auto job = [user_id = std::move(user_id), room_id = std::move(room_id),
+                type = std::move(type)](storage::ReadTxn& txn) -> Result<std::string> {
+        auto found = txn.find_account_data(user_id, room_id, type);
+        if (!found) return found.error();
+        if (!*found) return errors::not_found("Account data not found");
+        return std::move((*found)->content);
+    };
+    return storage::read<std::string>(db_, std::move(job));
+}
+
+boost::asio::awaitable<Result<std::int64_t>> AccountDataService::put(std::string user_id,
+                                                                     std::string room_id,
+                                                                     std::string type,
+                                                                     std::string content) {
+    auto job = [user_id = std::move(user_id), room_id = std::move(room_id), type = std::move(type),
+                content = std::move(content)](storage::WriteTxn& txn) {
+        return txn.put_account_data(user_id, room_id, type, content);
+    };
+    return storage::write<std::int64_t>(db_, std::move(job));
+}
+
+}  // namespace myelin::service

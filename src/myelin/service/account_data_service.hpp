@@ -1,0 +1,37 @@
+#pragma once
+
+// Account data (account-data.yaml): JSON objects a user stores per type, globally or per room.
+// Every write takes the next position of the user's account-data stream, which a /sync reads
+// (ReadTxn::account_data_since). Thread-safety: all methods may be called concurrently;
+// storage work runs on the database's threads.
+
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "myelin/core/error.hpp"
+#include "myelin/storage/database.hpp"
+
+namespace myelin::service {
+
+class AccountDataService {
+public:
+    // `db` must outlive the service.
+    explicit AccountDataService(storage::Database& db) : db_(db) {}
+
+    // The stored content (serialized JSON object) of the entry; `room_id` empty for global
+    // data. Errors: 404 M_NOT_FOUND when absent, 503.
+    boost::asio::awaitable<Result<std::string>> get(std::string user_id, std::string room_id,
+                                                    std::string type);
+
+    // Stores the entry (content: a serialized JSON object the caller checked) and returns its
+    // stream position. Errors: 503.
+    boost::asio::awaitable<Result<std::int64_t>> put(std::string user_id, std::string room_id,
+                                                     std::string type, std::string content);
+
+private:
+    storage::Database& db_;
+};
+
+}  // namespace myelin::service
