@@ -498,7 +498,10 @@ private:
     bool destroying_ = false;
     // Declared after connections_ so that connections destroyed with the io_context's pending
     // handlers can still unregister; the I/O objects below are destroyed before ioc_.
-    asio::io_context ioc_{1};
+    // One thread runs it, and every socket and timer of the worker is used only on that thread
+    // (other threads post to it): Asio may skip the per-descriptor locks (one lock and unlock
+    // per I/O operation started or completed). Posting stays thread-safe.
+    asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     tcp::acceptor acceptor_{ioc_};
     asio::steady_timer shutdown_timer_{ioc_};
 };
