@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 namespace myelin::http {
 namespace {
@@ -53,19 +54,33 @@ bool all_of_class(const char* begin, const char* end, CharClass cls) {
             if (!is(p[i], cls)) return false;
         }
     }
+    if (p < end && end - begin >= 8) {  // the tail as the range's last (overlapping) word
+        std::uint64_t w;
+        std::memcpy(&w, end - 8, sizeof w);
+        if (word_in_range(w, low)) return true;
+    }
     for (; p < end; ++p) {
         if (!is(*p, cls)) return false;
     }
     return true;
 }
 
-// ASCII case-insensitive equality; `lower` is all lower case.
+// ASCII case-insensitive equality of a field name or value (already checked: token characters,
+// or visible ASCII and spaces) with `lower`, which holds only lower-case letters and '-': setting
+// bit 0x20 maps 'A'-'Z' to 'a'-'z', and no other such character becomes a letter or '-' that
+// way. Eight bytes at a time.
 bool iequals_lower(std::string_view s, std::string_view lower) {
     if (s.size() != lower.size()) return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        if (c != lower[i]) return false;
+    std::size_t i = 0;
+    for (; s.size() - i >= 8; i += 8) {
+        std::uint64_t a;
+        std::uint64_t b;
+        std::memcpy(&a, s.data() + i, sizeof a);
+        std::memcpy(&b, lower.data() + i, sizeof b);
+        if ((a | kOnes * 0x20) != b) return false;
+    }
+    for (; i < s.size(); ++i) {
+        if ((s[i] | 0x20) != lower[i]) return false;
     }
     return true;
 }
@@ -141,64 +156,64 @@ bool take_field(std::string_view name, std::string_view value, SimpleRequestHead
 
 }  // namespace
 
-std::optional<SimpleRequestHead> parse_simple_request_head(std::string_view bytes,
-                                                           std::size_t max_header_bytes) noexcept {
+bool parse_simple_request_head(std::string_view bytes, std::size_t max_header_bytes,
+                               SimpleRequestHead& head) noexcept {
     if (bytes.size() > max_header_bytes) bytes = bytes.substr(0, max_header_bytes);
     const char* const begin = bytes.data();
     const char* const end = begin + bytes.size();
     const char* p = begin;
-    SimpleRequestHead head;
+    head = SimpleRequestHead{};
 
     // Request line: method SP target SP "HTTP/1.1" CRLF.
     const char* start = p;
     while (p < end && *p >= 'A' && *p <= 'Z') ++p;
-    if (p == end || *p != ' ') return std::nullopt;
+    if (p == end || *p != ' ') return false;
     const auto method = method_of(std::string_view(start, static_cast<std::size_t>(p - start)));
-    if (!method) return std::nullopt;
+    if (!method) return false;
     head.method = *method;
     head.method_text = std::string_view(start, static_cast<std::size_t>(p - start));
     start = ++p;
     p = static_cast<const char*>(std::memchr(p, ' ', static_cast<std::size_t>(end - p)));
-    if (p == nullptr || p == start || !all_of_class(start, p, kTarget)) return std::nullopt;
+    if (p == nullptr || p == start || !all_of_class(start, p, kTarget)) return false;
     head.target = std::string_view(start, static_cast<std::size_t>(p - start));
     ++p;
     static constexpr std::string_view kVersion = "HTTP/1.1\r\n";
     if (static_cast<std::size_t>(end - p) < kVersion.size() ||
         std::string_view(p, kVersion.size()) != kVersion) {
-        return std::nullopt;
+        return false;
     }
     p += kVersion.size();
 
     // Fields, up to the empty line.
     for (;;) {
-        if (end - p < 2) return std::nullopt;  // incomplete
+        if (end - p < 2) return false;  // incomplete
         if (p[0] == '\r') {
-            if (p[1] != '\n') return std::nullopt;
+            if (p[1] != '\n') return false;
             p += 2;
             break;
         }
         start = p;
         while (p < end && is(*p, kToken)) ++p;
-        if (p == start || p == end || *p != ':') return std::nullopt;
+        if (p == start || p == end || *p != ':') return false;
         const std::string_view name(start, static_cast<std::size_t>(p - start));
         ++p;
         while (p < end && (*p == ' ' || *p == '\t')) ++p;
         start = p;
         p = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
         if (p == nullptr || end - p < 2 || p[1] != '\n' || !all_of_class(start, p, kValue)) {
-            return std::nullopt;
+            return false;
         }
         const char* value_end = p;
         while (value_end > start && (value_end[-1] == ' ' || value_end[-1] == '\t')) --value_end;
-        if (value_end == start) return std::nullopt;  // empty value
+        if (value_end == start) return false;  // empty value
         p += 2;
         if (!take_field(name, std::string_view(start, static_cast<std::size_t>(value_end - start)),
                         head)) {
-            return std::nullopt;
+            return false;
         }
     }
     head.header_bytes = static_cast<std::size_t>(p - begin);
-    return head;
+    return true;
 }
 
 }  // namespace myelin::http

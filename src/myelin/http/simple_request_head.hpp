@@ -9,7 +9,6 @@
 // it accepts against Beast). A pure function: safe from any thread.
 
 #include <cstddef>
-#include <optional>
 #include <string_view>
 
 #include "myelin/http/request.hpp"
@@ -31,14 +30,15 @@ struct SimpleRequestHead {
     std::size_t header_bytes = 0;    // request line, fields and the empty line
 };
 
-// The head at the start of `bytes` when it is complete within `max_header_bytes` and simple:
+// Reads the head at the start of `bytes` into `head` and returns true when it is complete within
+// `max_header_bytes` and simple:
 // method one of GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH; single spaces; a target of
 // visible ASCII; "HTTP/1.1"; CRLF line ends; field names of token characters, values of visible
 // ASCII, spaces and tabs, not empty; no Content-Length, Transfer-Encoding, Expect or Upgrade
-// field, no Connection field other than "keep-alive", at most one X-Forwarded-For. nullopt
-// otherwise (incomplete, malformed or merely unusual): the caller parses with Beast. Never
-// throws.
-[[nodiscard]] std::optional<SimpleRequestHead> parse_simple_request_head(
-    std::string_view bytes, std::size_t max_header_bytes) noexcept;
+// field, no Connection field other than "keep-alive", at most one X-Forwarded-For. False
+// otherwise (incomplete, malformed or merely unusual; `head` is then unspecified): the caller
+// parses with Beast. Never throws.
+[[nodiscard]] bool parse_simple_request_head(std::string_view bytes, std::size_t max_header_bytes,
+                                             SimpleRequestHead& head) noexcept;
 
 }  // namespace myelin::http
