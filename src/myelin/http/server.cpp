@@ -806,10 +806,13 @@ asio::awaitable<bool> Connection::serve_one() {
 }
 
 Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
-    auto simple = parse_simple_request_head(
-        std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()),
-        shared_.options.limits.max_header_bytes);
-    if (!simple) return SimpleHeadRead::kDeclined;
+    SimpleRequestHead simple_head;
+    if (!parse_simple_request_head(
+            std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()),
+            shared_.options.limits.max_header_bytes, simple_head)) {
+        return SimpleHeadRead::kDeclined;
+    }
+    const SimpleRequestHead* simple = &simple_head;
     Request& request = exchange.request;
     exchange.keep_alive = simple->keep_alive;
     exchange.head = simple->method == Method::kHead;
@@ -928,7 +931,20 @@ asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeo
     const std::size_t body_bytes = exchange.head ? 0 : response.body.size();
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
                                               asio::buffer(response.body.data(), body_bytes)};
-    auto [ec, n] = co_await asio::async_write(stream_, buffers, kUseTuple);
+    // write_some until everything is written (what async_write does, without its composed
+    // operation layer per request; an answer nearly always goes in one write).
+    error_code ec;
+    for (std::size_t left = head_.size() + body_bytes; left > 0;) {
+        auto [write_ec, n] = co_await stream_.async_write_some(buffers, kUseTuple);
+        if (write_ec || n == 0) {
+            ec = write_ec ? write_ec : make_error_code(asio::error::broken_pipe);
+            break;
+        }
+        left -= n;
+        const std::size_t from_head = std::min(n, buffers[0].size());
+        buffers[0] += from_head;
+        buffers[1] += n - from_head;
+    }
     if (log_access) access_log(exchange, status, body_bytes, response.log_user);
     co_return !ec && !timed_out_ && keep_alive;
 }
