@@ -825,6 +825,12 @@ Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
     request.user_agent = simple->user_agent;
     // The views point into buffer_: everything is copied above, before they are consumed.
     buffer_.consume(simple->header_bytes);
+    // A parser left from an earlier request that Beast read is not needed any more: release it
+    // and its fields (which may have spilled to the heap), as the next Beast read would.
+    if (parser_) {
+        parser_.reset();
+        fields_arena_.release();
+    }
     if (!parse_target(request)) return SimpleHeadRead::kBadTarget;
     return SimpleHeadRead::kRead;
 }
