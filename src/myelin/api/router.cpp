@@ -1,5 +1,7 @@
 #include "myelin/api/router.hpp"
 
+#include <array>
+
 namespace myelin::api {
 namespace {
 
@@ -50,11 +52,14 @@ void Router::add(Route route) {
 
 Router::Match Router::match(http::Method method, std::string_view path) const {
     Match m;
-    std::vector<http::Method> methods;  // of every route with this path, for the Allow header
+    // Of every route with this path, for the Allow header. A fixed array rather than a vector:
+    // match() runs for every request and a vector would allocate each time.
+    std::array<http::Method, 32> methods{};
+    std::size_t method_count = 0;
     auto consider = [&](std::size_t index, std::vector<std::string> params) {
         m.path_known = true;
         const Route& r = routes_[index];
-        methods.push_back(r.method);
+        if (method_count < methods.size()) methods[method_count++] = r.method;
         if (!m.route && r.method == method) {
             m.route = &r;
             m.params = std::move(params);
@@ -87,7 +92,7 @@ Router::Match Router::match(http::Method method, std::string_view path) const {
         }
     }
     if (m.path_known && !m.route) {
-        for (auto method_of_route : methods) append_method(m.allow, method_of_route);
+        for (std::size_t i = 0; i < method_count; ++i) append_method(m.allow, methods[i]);
         append_method(m.allow, http::Method::kOptions);
     }
     return m;

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include <sodium/crypto_generichash.h>
+
 #include "myelin/auth/server_secret.hpp"
 #include "myelin/storage/records.hpp"
 
@@ -22,7 +24,7 @@ public:
     explicit TokenHasher(const ServerSecret& secret);
     TokenHasher(const TokenHasher& other) = default;
     TokenHasher& operator=(const TokenHasher& other) = default;
-    // Wipes the derived key.
+    // Wipes the derived key and the keyed state.
     ~TokenHasher();
 
     // The keyed BLAKE2b-256 of `token`'s bytes. Deterministic for a given secret. Never fails;
@@ -31,6 +33,9 @@ public:
 
 private:
     std::array<std::uint8_t, 32> key_{};
+    // BLAKE2b initialised with key_ (the key block buffered): hash() copies it instead of
+    // keying a fresh state for every token. Holds the key: wiped with it.
+    crypto_generichash_state keyed_{};
 };
 
 }  // namespace myelin::auth

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -74,6 +75,7 @@
 #include "myelin/http/connection_quota.hpp"
 #include "myelin/http/cors.hpp"
 #include "myelin/http/server_core.hpp"
+#include "myelin/http/simple_request_head.hpp"
 #include "myelin/http/target.hpp"
 
 #if MYELIN_HTTP_SERVER_TLS
@@ -216,6 +218,64 @@ bool is_writable_header(std::string_view name, std::string_view value) {
            !beast::iequals(name, "connection");
 }
 
+void append_number(std::string& out, std::size_t value) {
+    std::array<char, 24> digits{};
+    const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
+    out.append(digits.data(), static_cast<std::size_t>(end - digits.data()));
+}
+
+// Writes the response head into `head` (its capacity is reused): status line, Content-Type,
+// Content-Length (not for 1xx, 204, 304), the handler's valid extra headers, X-Request-Id, CORS,
+// Connection when it differs from the version's default, the empty line. The head is written by
+// hand into a buffer the connection reuses: Beast's fields container would allocate once per
+// header on every response (the profile showed ~10% of a whoami). The common 200 JSON answer
+// starts from one prepared string.
+void render_head(std::string& head, unsigned version, const Request& request,
+                 const Response& response, bool bodyless_status, bool keep_alive) {
+    static const std::string k200Json =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ";
+    static const std::string kIdEndCorsEnd = "\r\n" + cors_block() + "\r\n";
+    static const std::string kIdEndCors = "\r\n" + cors_block();
+    const int status = response.status;
+    head.clear();
+    if (version != 10 && status == 200 && response.content_type == "application/json") {
+        head += k200Json;
+    } else {
+        head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+        append_number(head, static_cast<std::size_t>(status));
+        head += ' ';
+        head += std::string_view(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
+        head += "\r\n";
+        if (!response.content_type.empty() && !(bodyless_status && response.body.empty())) {
+            append_header(head, "Content-Type", response.content_type);
+        }
+        if (!bodyless_status) head += "Content-Length: ";
+    }
+    if (!bodyless_status) {
+        append_number(head, response.body.size());
+        head += "\r\n";
+    }
+    for (const auto& [name, value] : response.headers) {
+        if (is_writable_header(name, value)) {
+            append_header(head, name, value);
+        } else {
+            log::app()->warn("request {}: dropped invalid response header {:?}", request.request_id,
+                             name);
+        }
+    }
+    head += "X-Request-Id: ";
+    head += request.request_id;
+    if (version == 10 && keep_alive) {
+        head += kIdEndCors;
+        head += "Connection: keep-alive\r\n\r\n";
+    } else if (version != 10 && !keep_alive) {
+        head += kIdEndCors;
+        head += "Connection: close\r\n\r\n";
+    } else {
+        head += kIdEndCorsEnd;
+    }
+}
+
 // Logs an exception that escaped a session coroutine (a bug: the Dispatcher's are caught).
 void log_escaped_exception(const std::exception_ptr& e) {
     try {
@@ -316,6 +376,12 @@ private:
 #endif
     // Reads, dispatches and answers one request; true when the connection may serve another.
     asio::awaitable<bool> serve_one();
+    enum class SimpleHeadRead { kRead, kBadTarget, kDeclined };
+    // Reads a simple request head (parse_simple_request_head) from buffer_ into exchange and
+    // consumes it; kDeclined (buffer_ untouched) when the head is not simple or not complete,
+    // kBadTarget when parse_target() refused its target. Not a coroutine, so that the head's
+    // views never sit in serve_one()'s frame.
+    SimpleHeadRead read_simple_head(Exchange& exchange);
     // Points exchange.request's header views (Authorization, Content-Type, X-Forwarded-For,
     // User-Agent) into `message`, in one pass over its fields.
     template <typename Message>
@@ -432,7 +498,10 @@ private:
     bool destroying_ = false;
     // Declared after connections_ so that connections destroyed with the io_context's pending
     // handlers can still unregister; the I/O objects below are destroyed before ioc_.
-    asio::io_context ioc_{1};
+    // One thread runs it, and every socket and timer of the worker is used only on that thread
+    // (other threads post to it): Asio may skip the per-descriptor locks (one lock and unlock
+    // per I/O operation started or completed). Posting stays thread-safe.
+    asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     tcp::acceptor acceptor_{ioc_};
     asio::steady_timer shutdown_timer_{ioc_};
 };
@@ -611,102 +680,112 @@ asio::awaitable<bool> Connection::serve_one() {
     state_ = State::kReading;
     set_deadline(limits.request_timeout);  // for the whole request, header and body
 
-    // The parser's header fields come from a per-connection arena, released per request: Beast
-    // would otherwise allocate (and free) once per header line.
-    // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
-    // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
-    // malloc and a free per request.
-    parser_.reset();  // before its arena is released
-    fields_arena_.release();
-    RequestParser& parser =
-        parser_.emplace(std::piecewise_construct, std::make_tuple(),
-                        std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_)));
-    parser.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-    // No body limit while the header is read: the route's limit is known only once the path is,
-    // and Beast would otherwise check Content-Length against its 1 MiB default.
-    parser.body_limit(boost::none);
-    {
-        // The header is parsed from buffer_ by hand rather than through async_read_header:
-        // serve() has usually read the whole request already, and Beast's composed read would
-        // then complete "immediately", which costs a post through the scheduler and two
-        // composed-operation layers per request. The socket is read only when bytes are missing.
-        std::size_t header_bytes = 0;  // consumed so far, across reads
-        error_code ec;
-        while (!parser.is_header_done()) {
-            if (buffer_.size() > 0) {
-                const std::size_t used = parser.put(buffer_.data(), ec);
-                buffer_.consume(used);
-                header_bytes += used;
-                if (ec == bhttp::error::need_more || (!ec && used == 0)) {
-                    ec = {};  // the header is incomplete: read more below
-                } else if (ec) {
-                    break;
-                } else {
-                    continue;  // header done, or more of it parsed: look again
-                }
-            }
-            auto [read_ec, n] =
-                co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
-            if (read_ec == asio::error::eof) {
-                parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
-                if (!ec) ec = bhttp::error::partial_message;
-                break;
-            }
-            if (read_ec || timed_out_) {
-                ec = read_ec;
-                break;
-            }
-            buffer_.commit(n);
-        }
-        if (ec || timed_out_) {
-            co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
-        }
-        // Beast applies header_limit to each buffer it is handed, so whether it fires depends on
-        // how the bytes arrived; the whole header's size does not.
-        if (header_bytes > limits.max_header_bytes) {
-            co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
-        }
-    }
-
-    auto& message = parser.get();
-    exchange.version = message.version();
-    exchange.keep_alive = parser.keep_alive();
-    exchange.head = message.method() == bhttp::verb::head;
-    request.method = to_method(message.method());
-    request.method_text = std::string_view(message.method_string());
-    request.target = std::string_view(message.target());
-    if (!parse_target(request)) {
+    // Most requests are a complete, simple head already in buffer_: read without Beast (see
+    // simple_request_head.hpp). Anything else goes through Beast's parser, as before.
+    const SimpleHeadRead simple = read_simple_head(exchange);
+    if (simple == SimpleHeadRead::kBadTarget) {
         co_return co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target",
                                             exchange);
     }
-    read_fields(message, exchange);
-
-    if (!parser.is_done()) {
-        // A body follows: its limit is the route's (asked only now: bodiless requests, most of
-        // them, skip the extra route lookup).
-        const std::optional<std::size_t> body_limit = route_body_limit(request);
-        if (!body_limit) {
-            exchange.response = internal_error(request.request_id);
-            co_return co_await answer_and_close(exchange);
+    if (simple == SimpleHeadRead::kDeclined) {
+        // The parser's header fields come from a per-connection arena, released per request: Beast
+        // would otherwise allocate (and free) once per header line.
+        // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
+        // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
+        // malloc and a free per request.
+        parser_.reset();  // before its arena is released
+        fields_arena_.release();
+        RequestParser& parser =
+            parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                            std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_)));
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+            limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+        // No body limit while the header is read: the route's limit is known only once the path is,
+        // and Beast would otherwise check Content-Length against its 1 MiB default.
+        parser.body_limit(boost::none);
+        {
+            // The header is parsed from buffer_ by hand rather than through async_read_header:
+            // serve() has usually read the whole request already, and Beast's composed read would
+            // then complete "immediately", which costs a post through the scheduler and two
+            // composed-operation layers per request. The socket is read only when bytes are
+            // missing.
+            std::size_t header_bytes = 0;  // consumed so far, across reads
+            error_code ec;
+            while (!parser.is_header_done()) {
+                if (buffer_.size() > 0) {
+                    const std::size_t used = parser.put(buffer_.data(), ec);
+                    buffer_.consume(used);
+                    header_bytes += used;
+                    if (ec == bhttp::error::need_more || (!ec && used == 0)) {
+                        ec = {};  // the header is incomplete: read more below
+                    } else if (ec) {
+                        break;
+                    } else {
+                        continue;  // header done, or more of it parsed: look again
+                    }
+                }
+                auto [read_ec, n] =
+                    co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+                if (read_ec == asio::error::eof) {
+                    parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
+                    if (!ec) ec = bhttp::error::partial_message;
+                    break;
+                }
+                if (read_ec || timed_out_) {
+                    ec = read_ec;
+                    break;
+                }
+                buffer_.commit(n);
+            }
+            if (ec || timed_out_) {
+                co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
+            }
+            // Beast applies header_limit to each buffer it is handed, so whether it fires depends
+            // on how the bytes arrived; the whole header's size does not.
+            if (header_bytes > limits.max_header_bytes) {
+                co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
+            }
         }
-        if (auto length = parser.content_length(); length && *length > *body_limit) {
-            // Refused before a byte of the body is read (and before any 100 Continue).
-            co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large",
+
+        auto& message = parser.get();
+        exchange.version = message.version();
+        exchange.keep_alive = parser.keep_alive();
+        exchange.head = message.method() == bhttp::verb::head;
+        request.method = to_method(message.method());
+        request.method_text = std::string_view(message.method_string());
+        request.target = std::string_view(message.target());
+        if (!parse_target(request)) {
+            co_return co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target",
                                                 exchange);
         }
-        parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
-        if (exchange.version == 11 &&
-            beast::iequals(message[bhttp::field::expect], "100-continue")) {
-            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            auto [ec, n] = co_await asio::async_write(
-                stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+        read_fields(message, exchange);
+
+        if (!parser.is_done()) {
+            // A body follows: its limit is the route's (asked only now: bodiless requests, most of
+            // them, skip the extra route lookup).
+            const std::optional<std::size_t> body_limit = route_body_limit(request);
+            if (!body_limit) {
+                exchange.response = internal_error(request.request_id);
+                co_return co_await answer_and_close(exchange);
+            }
+            if (auto length = parser.content_length(); length && *length > *body_limit) {
+                // Refused before a byte of the body is read (and before any 100 Continue).
+                co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large",
+                                                    exchange);
+            }
+            parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
+            if (exchange.version == 11 &&
+                beast::iequals(message[bhttp::field::expect], "100-continue")) {
+                static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+                auto [ec, n] = co_await asio::async_write(
+                    stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+                if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
+            }
+            auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
             if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
         }
-        auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
-        if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
+        request.body = std::move(message.body());
     }
-    request.body = std::move(message.body());
 
     state_ = State::kHandling;
     std::optional<Response>& response = exchange.response;
@@ -724,6 +803,36 @@ asio::awaitable<bool> Connection::serve_one() {
     }
     if (!response) response = internal_error(request.request_id);
     co_return co_await send(exchange, limits.write_timeout, true);
+}
+
+Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
+    SimpleRequestHead simple_head;
+    if (!parse_simple_request_head(
+            std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()),
+            shared_.options.limits.max_header_bytes, simple_head)) {
+        return SimpleHeadRead::kDeclined;
+    }
+    const SimpleRequestHead* simple = &simple_head;
+    Request& request = exchange.request;
+    exchange.keep_alive = simple->keep_alive;
+    exchange.head = simple->method == Method::kHead;
+    request.method = simple->method;
+    request.method_text = simple->method_text;
+    request.target = simple->target;
+    request.authorization = simple->authorization;
+    request.content_type = simple->content_type;
+    request.forwarded_for = simple->forwarded_for;
+    request.user_agent = simple->user_agent;
+    // The views point into buffer_: everything is copied above, before they are consumed.
+    buffer_.consume(simple->header_bytes);
+    // A parser left from an earlier request that Beast read is not needed any more: release it
+    // and its fields (which may have spilled to the heap), as the next Beast read would.
+    if (parser_) {
+        parser_.reset();
+        fields_arena_.release();
+    }
+    if (!parse_target(request)) return SimpleHeadRead::kBadTarget;
+    return SimpleHeadRead::kRead;
 }
 
 template <typename Message>
@@ -823,41 +932,25 @@ asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeo
     if (bodyless_status) response.body.clear();
     const bool keep_alive = exchange.keep_alive && !worker_.stopping();
 
-    // The head is written by hand into a buffer the connection reuses: Beast's fields container
-    // would allocate once per header on every response (the profile showed ~10% of a whoami).
-    std::string& head = head_;
-    head.clear();
-    head += exchange.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    head += std::to_string(status);
-    head += ' ';
-    head += std::string_view(bhttp::obsolete_reason(static_cast<bhttp::status>(status)));
-    head += "\r\n";
-    if (!response.content_type.empty() && !(bodyless_status && response.body.empty())) {
-        append_header(head, "Content-Type", response.content_type);
-    }
-    if (!bodyless_status)
-        append_header(head, "Content-Length", std::to_string(response.body.size()));
-    for (const auto& [name, value] : response.headers) {
-        if (is_writable_header(name, value)) {
-            append_header(head, name, value);
-        } else {
-            log::app()->warn("request {}: dropped invalid response header {:?}",
-                             exchange.request.request_id, name);
-        }
-    }
-    append_header(head, "X-Request-Id", exchange.request.request_id);
-    head += cors_block();
-    if (exchange.version == 10 && keep_alive) {
-        head += "Connection: keep-alive\r\n";
-    } else if (exchange.version != 10 && !keep_alive) {
-        head += "Connection: close\r\n";
-    }
-    head += "\r\n";
+    render_head(head_, exchange.version, exchange.request, response, bodyless_status, keep_alive);
     // HEAD: the headers of the GET answer, Content-Length included, without its body.
     const std::size_t body_bytes = exchange.head ? 0 : response.body.size();
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(head),
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_),
                                               asio::buffer(response.body.data(), body_bytes)};
-    auto [ec, n] = co_await asio::async_write(stream_, buffers, kUseTuple);
+    // write_some until everything is written (what async_write does, without its composed
+    // operation layer per request; an answer nearly always goes in one write).
+    error_code ec;
+    for (std::size_t left = head_.size() + body_bytes; left > 0;) {
+        auto [write_ec, n] = co_await stream_.async_write_some(buffers, kUseTuple);
+        if (write_ec || n == 0) {
+            ec = write_ec ? write_ec : make_error_code(asio::error::broken_pipe);
+            break;
+        }
+        left -= n;
+        const std::size_t from_head = std::min(n, buffers[0].size());
+        buffers[0] += from_head;
+        buffers[1] += n - from_head;
+    }
     if (log_access) access_log(exchange, status, body_bytes, response.log_user);
     co_return !ec && !timed_out_ && keep_alive;
 }

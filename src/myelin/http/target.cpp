@@ -1,5 +1,6 @@
 #include "myelin/http/target.hpp"
 
+#include <array>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -11,18 +12,24 @@
 namespace myelin::http {
 namespace {
 
+// The characters of a plain path: unreserved, sub-delims, ':' '@' and '/' (no '%', no '?').
+constexpr std::array<bool, 256> make_plain_path_table() {
+    std::array<bool, 256> table{};
+    for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+    for (int c = '0'; c <= '9'; ++c) table[c] = true;
+    for (char c : std::string_view("/-._~!$&'()*+,;=:@"))
+        table[static_cast<unsigned char>(c)] = true;
+    return table;
+}
+constexpr std::array<bool, 256> kPlainPathChar = make_plain_path_table();
+
 // Whether `target` is a plain origin-form path (no query, no escapes) that needs no URL parser.
 bool is_plain_path(std::string_view target) {
     if (target.empty() || target.front() != '/') return false;
-    for (char c : target) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '.' || c == '_' ||
-                        c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' ||
-                        c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' ||
-                        c == ':' || c == '@';
-        if (!ok) return false;
-    }
-    return true;
+    bool ok = true;
+    for (char c : target) ok &= kPlainPathChar[static_cast<unsigned char>(c)];
+    return ok;
 }
 
 // Whether a decoded piece of the target can be passed on: Matrix identifiers are UTF-8, and

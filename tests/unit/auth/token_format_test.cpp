@@ -130,6 +130,11 @@ TEST(TokenFormat, ChecksumMatchesIndependentImplementation) {
     EXPECT_EQ(parse_token("myrt_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg_25CO4t"),
               TokenKind::kRefresh);
     EXPECT_EQ(parse_token("myat_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_3dEtvq"), std::nullopt);
+    // Two more, with every byte position of the 8-byte steps differing.
+    EXPECT_EQ(parse_token("myat_zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJ_1vQgZw"),
+              TokenKind::kAccess);
+    EXPECT_EQ(parse_token("myrt_9z8Y7x6W5v4U3t2S1r0QpOnMlKjIhGfEdCbA9a8B7c6_2n0rd4"),
+              TokenKind::kRefresh);
 }
 
 TEST(TokenFormat, ChecksumIsSixBase62Characters) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include "myelin/auth/token_format.hpp"
 
@@ -24,6 +25,32 @@ TEST(TokenHasher, Deterministic) {
     const std::string token = generate_token(TokenKind::kAccess);
     EXPECT_EQ(a.hash(token), a.hash(token));
     EXPECT_EQ(a.hash(token), b.hash(token));
+}
+
+// The hasher keeps a keyed state and copies it per token: the result must stay exactly the
+// one-call keyed BLAKE2b-256 (hashes already stored were made that way), for every length, also
+// past one and two 128-byte blocks, and from a copied hasher.
+TEST(TokenHasher, IsOneCallKeyedBlake2b) {
+    const auto secret = fixed_secret(7);
+    const auto key = secret.derive(1, "tokenhsh");
+    const TokenHasher hasher(secret);
+    const TokenHasher copied = hasher;
+    std::string input;
+    for (std::size_t length = 0; length <= 300; ++length) {
+        storage::TokenHash expected{};
+        crypto_generichash(expected.data(), expected.size(),
+                           reinterpret_cast<const unsigned char*>(input.data()), input.size(),
+                           key.data(), key.size());
+        EXPECT_EQ(hasher.hash(input), expected) << length;
+        EXPECT_EQ(copied.hash(input), expected) << length;
+        input.push_back(static_cast<char>('a' + length % 26));
+    }
+    const std::string token = generate_token(TokenKind::kAccess);
+    storage::TokenHash expected{};
+    crypto_generichash(expected.data(), expected.size(),
+                       reinterpret_cast<const unsigned char*>(token.data()), token.size(),
+                       key.data(), key.size());
+    EXPECT_EQ(hasher.hash(token), expected);
 }
 
 TEST(TokenHasher, DiffersForDifferentTokens) {

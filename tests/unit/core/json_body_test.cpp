@@ -73,6 +73,19 @@ TEST(JsonWrite, AppendStringRoundTripsThroughAParser) {
         ASSERT_TRUE(parsed.is_string()) << out;
         EXPECT_EQ(std::string_view(parsed.as_string()), s) << out;
     }
+    // Every escapable byte at every position of an 8-byte word, between plain and UTF-8 text.
+    for (std::size_t at = 0; at < 20; ++at) {
+        if (at == 8 || at == 9) continue;  // the UTF-8 sequence stays whole
+        for (char special : std::string_view("\"\\\n\x01\x1f", 5)) {
+            std::string text = "abcdefgh\xc3\xa9ijklmnopqrstuv";
+            text[at] = special;
+            std::string out;
+            append_string(out, text);
+            auto parsed = boost::json::parse(out);
+            ASSERT_TRUE(parsed.is_string()) << out;
+            EXPECT_EQ(std::string_view(parsed.as_string()), text) << out;
+        }
+    }
     std::string out = "x";
     append_string(out,
                   "a\"b\\c\x01"
