@@ -89,11 +89,13 @@ TEST_F(PostgresMigrations, ReopeningIsIdempotentAndKeepsData) {
 
 TEST_F(PostgresMigrations, RefuseADatabaseWithANewerSchema) {
     ASSERT_TRUE(open_postgres(pgdb_->options()));
-    pgdb_->query("INSERT INTO schema_version (version, applied_ts) VALUES (7, 0)");
+    pgdb_->query("INSERT INTO schema_version (version, applied_ts) VALUES (" +
+                 std::to_string(postgres_schema_version() + 1) + ", 0)");
     auto db = open_postgres(pgdb_->options());
     ASSERT_FALSE(db);
     EXPECT_EQ(db.error().message,
-              "database schema version 7 is newer than this myelin build supports (" +
+              "database schema version " + std::to_string(postgres_schema_version() + 1) +
+                  " is newer than this myelin build supports (" +
                   std::to_string(postgres_schema_version()) + "); upgrade myelin");
     EXPECT_EQ(db.error().errcode, "M_UNKNOWN");
     EXPECT_EQ(db.error().status, 500);

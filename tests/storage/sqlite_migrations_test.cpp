@@ -102,12 +102,14 @@ TEST(SqliteMigrations, RefuseADatabaseWithANewerSchema) {
     TempDir dir;
     const std::string path = dir.file("myelin.db");
     ASSERT_TRUE(open_sqlite(path));
-    query_column(path, "INSERT INTO schema_version (version, applied_ts) VALUES (7, 0)");
+    query_column(path, "INSERT INTO schema_version (version, applied_ts) VALUES (" +
+                           std::to_string(sqlite_schema_version() + 1) + ", 0)");
 
     auto db = open_sqlite(path);
     ASSERT_FALSE(db);
     EXPECT_EQ(db.error().message,
-              "database schema version 7 is newer than this myelin build supports (" +
+              "database schema version " + std::to_string(sqlite_schema_version() + 1) +
+                  " is newer than this myelin build supports (" +
                   std::to_string(sqlite_schema_version()) + "); upgrade myelin");
     EXPECT_EQ(db.error().errcode, "M_UNKNOWN");
     EXPECT_TRUE(db.error().status == 500 || db.error().status == 503);

@@ -27,6 +27,16 @@ constexpr std::array kRules{
     // Copied (not skipped as ephemeral): an unfinished session may hold a registration-token
     // reservation that the copied token's pending count includes.
     copy("uia_sessions"),
+    // Rooms and events (migration 8). The position counter is copied with the events it
+    // numbered, so new events continue after the copied ones.
+    copy("rooms"),
+    copy("stream_positions"),
+    copy("events"),  // refers to rooms
+    copy("room_state"),
+    copy("room_memberships"),
+    copy("room_forward_extremities"),
+    copy("room_transactions"),
+    copy("room_aliases"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
