@@ -9,6 +9,7 @@ void add_client_routes(Router& router, Services& services) {
     add_account_routes(router, services);
     add_account_management_routes(router, services);
     add_device_routes(router, services);
+    add_room_routes(router, services);
 }
 
 }  // namespace myelin::api::client
