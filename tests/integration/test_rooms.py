@@ -224,7 +224,6 @@ def test_create_invite_join_send_messages_state_and_verify(hs):
         if "end" not in page:
             break
         token = page["end"]
-    types = []
     forward = alice.messages(room, dir="f", limit="100")
     assert [e["event_id"] for e in forward["chunk"]] == list(reversed(seen))
     types = [e["type"] for e in forward["chunk"]]
