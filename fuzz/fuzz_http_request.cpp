@@ -51,6 +51,7 @@
 #include "myelin/core/clock.hpp"
 #include "myelin/core/config.hpp"
 #include "myelin/core/log.hpp"
+#include "myelin/events/signing_key.hpp"
 #include "myelin/http/server.hpp"
 #include "myelin/http/target.hpp"
 #include "myelin/service/account_service.hpp"
@@ -58,6 +59,7 @@
 #include "myelin/service/device_service.hpp"
 #include "myelin/service/rate_limiter.hpp"
 #include "myelin/service/registration_tokens.hpp"
+#include "myelin/service/room_service.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/uia.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
@@ -145,6 +147,8 @@ struct Stack {
           sessions(*db, token_hasher, sealer, cache, clock, config.tokens),
           accounts(*db, password_hasher, sessions, uia, registration_tokens, config, clock),
           devices(*db, sessions),
+          signing_key(events::SigningKey::generate("fuzz")),
+          rooms(*db, clock, config.server_name, signing_key),
           admin(*db, sessions),
           services{.config = config,
                    .sessions = sessions,
@@ -152,7 +156,10 @@ struct Stack {
                    .uia = uia,
                    .registration_tokens = registration_tokens,
                    .devices = devices,
-                   .client_data = client_data} {
+                   .client_data = client_data,
+                   .rooms = rooms,
+                   .signing_key = signing_key,
+                   .clock = clock} {
         sessions.set_rate_limiter(&rate_limiter);
         accounts.set_rate_limiter(&rate_limiter);
         uia.set_rate_limiter(&rate_limiter);
@@ -179,6 +186,8 @@ struct Stack {
     service::AccountService accounts;
     service::DeviceService devices;
     service::ClientDataServices client_data{*db, clock, config.server_name};
+    events::SigningKey signing_key;
+    service::RoomService rooms;
     service::AdminService admin;
     api::Services services;
     api::Router router;

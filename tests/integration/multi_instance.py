@@ -25,6 +25,7 @@ fixtures stop servers; NginxProxy.stop() ends nginx by its pid).
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -186,6 +187,21 @@ def write_key_file(path: Path) -> Path:
     return path
 
 
+def write_signing_key_file(path: Path) -> Path:
+    """An ed25519 event signing key in Synapse's format, mode 0600: the one every instance
+    reads (instances starting together must not race to create it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    seed = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, f"ed25519 a_test {seed}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
 def start_instances(tmp_path: Path, n: int = 2, overrides: Mapping | None = None, *,
                     public_baseurl: str | None = None, scope: str = "fixture"
                     ) -> list[h.MyelinServer]:
@@ -195,6 +211,7 @@ def start_instances(tmp_path: Path, n: int = 2, overrides: Mapping | None = None
     tmp_path = Path(tmp_path)
     database_url = h.fresh_postgres_url()
     key_file = write_key_file(tmp_path / "shared-secrets" / "myelin.key")
+    write_signing_key_file(tmp_path / "shared-secrets" / "myelin.signing.key")
     shared = h.deep_merge({
         "database": {"url": database_url, "pool_size": 4},
         "secrets": {"key_file": str(key_file)},

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include "myelin/storage/room_sql.hpp"
 #include "myelin/storage/sqlite/sqlite_database.hpp"
 
 #include "storage_test_support.hpp"
@@ -123,6 +124,28 @@ TEST(SqliteQueryPlan, PruningByAgeWalksTheTsIndexes) {
         << plan;
     EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+}
+
+// What /sync will ask (migration 8): the events of a room after a position, in both directions,
+// and the membership changes of a user after a position. Both must seek through an index, never
+// scan a table or sort, however many events the server holds.
+TEST(SqliteQueryPlan, RoomEventsAndMembershipChangesSeekByPosition) {
+    MigratedFile file;
+    sqlite3* raw = file.raw();
+    ASSERT_NE(raw, nullptr);
+    for (const std::string_view sql :
+         {room_sql::kRoomEventsForwards, room_sql::kRoomEventsBackwards,
+          room_sql::kMembershipChangesSince}) {
+        std::string plan = plan_of(raw, std::string(sql).c_str());
+        EXPECT_EQ(plan.find("SCAN"), std::string::npos) << sql << "\n" << plan;
+        EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << sql << "\n" << plan;
+    }
+    EXPECT_NE(plan_of(raw, std::string(room_sql::kRoomEventsForwards).c_str())
+                  .find("events_by_room (room_id=? AND stream_ordering>? AND stream_ordering<?)"),
+              std::string::npos);
+    EXPECT_NE(plan_of(raw, std::string(room_sql::kMembershipChangesSince).c_str())
+                  .find("room_memberships_by_user (user_id=? AND stream_ordering>?)"),
+              std::string::npos);
 }
 
 }  // namespace

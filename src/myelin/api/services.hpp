@@ -3,11 +3,14 @@
 // What the endpoint handlers may use: the configuration and the services. Owned by the App;
 // references stay valid while the server runs.
 
+#include "myelin/core/clock.hpp"
 #include "myelin/core/config.hpp"
+#include "myelin/events/signing_key.hpp"
 #include "myelin/service/account_service.hpp"
 #include "myelin/service/client_data_services.hpp"
 #include "myelin/service/device_service.hpp"
 #include "myelin/service/registration_tokens.hpp"
+#include "myelin/service/room_service.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/uia.hpp"
 
@@ -22,6 +25,10 @@ struct Services {
     service::DeviceService& devices;
     // Push rules, account data, filters, profiles, keys, to-device (issue #8 §1).
     service::ClientDataServices& client_data;
+    // Rooms and events (issue #8 §2).
+    service::RoomService& rooms;
+    const events::SigningKey& signing_key;  // the server's event signing key
+    const Clock& clock;
 };
 
 }  // namespace myelin::api

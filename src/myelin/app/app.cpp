@@ -24,6 +24,7 @@
 #include "myelin/core/clock.hpp"
 #include "myelin/core/log.hpp"
 #include "myelin/core/metrics.hpp"
+#include "myelin/events/signing_key.hpp"
 #include "myelin/http/server.hpp"
 #include "myelin/http/tls_context.hpp"
 #include "myelin/service/account_service.hpp"
@@ -50,6 +51,8 @@ struct App::Impl {
     std::unique_ptr<auth::ServerSecret> secret;
     std::unique_ptr<auth::TokenHasher> token_hasher;
     std::unique_ptr<auth::SuccessorSealer> sealer;
+    // Signs the events of rooms (and, later, federation requests).
+    std::unique_ptr<events::SigningKey> signing_key;
     auth::TokenCache cache;
     std::unique_ptr<auth::PasswordHasher> password_hasher;
     // Before the services and the dispatcher, which hold pointers to it.
@@ -66,6 +69,7 @@ struct App::Impl {
     std::unique_ptr<service::ActivityTracker> activity;
     std::unique_ptr<service::DeviceService> devices;
     std::unique_ptr<service::ClientDataServices> client_data;
+    std::unique_ptr<service::RoomService> rooms;
     std::unique_ptr<api::Services> services;
     std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
     api::Router router;
@@ -165,6 +169,12 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->secret = std::make_unique<auth::ServerSecret>(std::move(*secret));
     impl->token_hasher = std::make_unique<auth::TokenHasher>(*impl->secret);
     impl->sealer = std::make_unique<auth::SuccessorSealer>(*impl->secret);
+    if (auto r = ensure_private_dir(c.signing_key_file.parent_path()); !r) return r.error();
+    auto signing_key = events::load_or_create_signing_key(c.signing_key_file);
+    if (!signing_key) return signing_key.error();
+    impl->signing_key = std::make_unique<events::SigningKey>(std::move(*signing_key));
+    log::app()->info("event signing key {} loaded from {}", impl->signing_key->key_id(),
+                     c.signing_key_file.string());
 
     auto db = open_database(c.database, DatabaseUser::kServer);
     if (!db) return db.error();
@@ -208,6 +218,8 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->devices = std::make_unique<service::DeviceService>(*impl->db, *impl->sessions);
     impl->client_data =
         std::make_unique<service::ClientDataServices>(*impl->db, impl->clock, c.server_name);
+    impl->rooms = std::make_unique<service::RoomService>(*impl->db, impl->clock, c.server_name,
+                                                         *impl->signing_key);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,
@@ -215,7 +227,10 @@ Result<std::unique_ptr<App>> App::create(Config config) {
                       .uia = *impl->uia,
                       .registration_tokens = *impl->registration_tokens,
                       .devices = *impl->devices,
-                      .client_data = *impl->client_data});
+                      .client_data = *impl->client_data,
+                      .rooms = *impl->rooms,
+                      .signing_key = *impl->signing_key,
+                      .clock = impl->clock});
     api::client::add_client_routes(impl->router, *impl->services);
     impl->admin = std::make_unique<service::AdminService>(*impl->db, *impl->sessions);
     api::admin::add_admin_routes(impl->router, *impl->services, *impl->admin);

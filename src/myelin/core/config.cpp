@@ -236,6 +236,8 @@ Result<void> read_all(Reader& r, Config& c) {
     MYELIN_READ(r.duration("database.pool_timeout", c.database.pool_timeout, false));
     std::string key_file;
     MYELIN_READ(r.string("secrets.key_file", key_file));
+    std::string signing_key_file;
+    MYELIN_READ(r.string("secrets.signing_key_file", signing_key_file));
     MYELIN_READ(r.boolean("registration.enabled", c.registration.enabled));
     MYELIN_READ(r.boolean("registration.allow_guests", c.registration.allow_guests));
     MYELIN_READ(r.boolean("registration.requires_token", c.registration.requires_token));
@@ -353,6 +355,12 @@ Result<void> read_all(Reader& r, Config& c) {
         c.key_file = c.database.sqlite_path.parent_path() / "myelin.key";
     } else {
         c.key_file = c.config_dir / "myelin.key";
+    }
+    if (!signing_key_file.empty()) {
+        std::filesystem::path p(signing_key_file);
+        c.signing_key_file = p.is_absolute() ? p : c.config_dir / p;
+    } else {
+        c.signing_key_file = c.key_file.parent_path() / "myelin.signing.key";
     }
     if (tls_certificate.empty() != tls_private_key.empty()) {
         return config_error(fmt::format(
@@ -525,6 +533,10 @@ pool_timeout = "10s"
 # 32-byte server secret used to hash tokens; created with mode 0600 on first start.
 # Empty: "myelin.key" beside the database.
 key_file = ""
+# ed25519 key that signs the events of rooms (Synapse's signing.key format, so it can move
+# between servers); created with mode 0600 on first start, never logged. Every server sharing a
+# PostgreSQL database needs the same one. Empty: "myelin.signing.key" beside key_file.
+signing_key_file = ""
 
 [registration]
 # Open registration. The server listens on 127.0.0.1 by default; turn this off (or require

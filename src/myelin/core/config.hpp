@@ -144,6 +144,9 @@ struct Config {
     ListenConfig listen;
     DatabaseConfig database;
     std::filesystem::path key_file;  // [secrets] key_file; default: beside the database
+    // [secrets] signing_key_file: the ed25519 key that signs events (Synapse's signing.key
+    // format); default: "myelin.signing.key" beside key_file.
+    std::filesystem::path signing_key_file;
     RegistrationConfig registration;
     TokensConfig tokens;
     PasswordsConfig passwords;

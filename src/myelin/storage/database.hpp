@@ -21,6 +21,7 @@
 #include "myelin/storage/client_data_records.hpp"
 #include "myelin/storage/rate_limit_exchange.hpp"
 #include "myelin/storage/records.hpp"
+#include "myelin/storage/room_records.hpp"
 #include "myelin/storage/session_feed.hpp"
 
 namespace myelin::storage {
@@ -122,6 +123,51 @@ public:
     // the per-user streams "account_data" and "to_device", "" for the global "device_lists".
     virtual Result<std::int64_t> stream_position(std::string_view scope,
                                                  std::string_view stream) = 0;
+    // ---- Rooms and events (room_records.hpp; SQL in *_txn_rooms.cpp) -------------------------
+    // The room, or nullopt.
+    virtual Result<std::optional<RoomRecord>> find_room(std::string_view room_id) = 0;
+    // The event with this ID (in any room), or nullopt.
+    virtual Result<std::optional<EventRecord>> find_event(std::string_view event_id) = 0;
+    // The room's current state, ordered by (type, state_key).
+    virtual Result<std::vector<StateEntry>> room_state(std::string_view room_id) = 0;
+    // The current state event at (type, state_key), or nullopt.
+    virtual Result<std::optional<EventRecord>> state_event(std::string_view room_id,
+                                                           std::string_view type,
+                                                           std::string_view state_key) = 0;
+    // The room's current state events, ordered by (type, state_key).
+    virtual Result<std::vector<EventRecord>> state_events(std::string_view room_id) = 0;
+    // The room's forward extremities, ordered by event_id.
+    virtual Result<std::vector<ExtremityRecord>> forward_extremities(std::string_view room_id) = 0;
+    // The room's events within `range` (see EventRange).
+    virtual Result<std::vector<EventRecord>> room_events(std::string_view room_id,
+                                                         const EventRange& range) = 0;
+    // The highest stream ordering of any event (0 when there is none).
+    virtual Result<std::int64_t> max_stream_ordering() = 0;
+    // The user's membership of the room, or nullopt when they never had one.
+    virtual Result<std::optional<MembershipRecord>> find_membership(std::string_view room_id,
+                                                                    std::string_view user_id) = 0;
+    // Every room membership of the user (any membership), ordered by room_id.
+    virtual Result<std::vector<MembershipRecord>> user_memberships(std::string_view user_id) = 0;
+    // The memberships of the user that changed after stream position `after`, oldest change
+    // first, at most `limit` (none when limit <= 0).
+    virtual Result<std::vector<MembershipRecord>> membership_changes_since(std::string_view user_id,
+                                                                           std::int64_t after,
+                                                                           int limit) = 0;
+    // Every membership of the room (any membership), ordered by user_id.
+    virtual Result<std::vector<MembershipRecord>> room_members(std::string_view room_id) = 0;
+    // The event a client transaction created, or nullopt.
+    virtual Result<std::optional<std::string>> find_transaction(std::string_view user_id,
+                                                                std::string_view device_id,
+                                                                std::string_view room_id,
+                                                                std::string_view txn_id) = 0;
+    // The local alias, or nullopt.
+    virtual Result<std::optional<RoomAliasRecord>> find_room_alias(std::string_view alias) = 0;
+    // The aliases of a room, ordered by alias.
+    virtual Result<std::vector<RoomAliasRecord>> room_aliases(std::string_view room_id) = 0;
+    // Public rooms (is_public) with room_id > `after_room_id`, ordered by room_id, at most
+    // `limit` (none when limit <= 0).
+    virtual Result<std::vector<RoomRecord>> public_rooms(std::string_view after_room_id,
+                                                         int limit) = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -278,6 +324,31 @@ public:
     virtual Result<std::int64_t> delete_to_device_through(std::string_view user_id,
                                                           std::string_view device_id,
                                                           std::int64_t through_pos) = 0;
+    // ---- Rooms and events (room_records.hpp; SQL in *_txn_rooms.cpp) -------------------------
+    // Inserts a room. Returns false (and changes nothing) if the room_id exists.
+    virtual Result<bool> insert_room(const RoomRecord& room) = 0;
+    // Appends an event to its room, all or nothing within the job: the event row with the next
+    // stream ordering (returned), the current state at (type, state_key) when it is a state
+    // event, the member's membership (forgotten cleared) when `membership` is set, and the
+    // forward extremities (the event replaces its prev_events). Error (500) when the event ID
+    // exists.
+    virtual Result<std::int64_t> append_event(const NewEvent& event) = 0;
+    // Replaces a stored event's JSON with its redacted form and records the redaction's ID.
+    // Returns false if there is no such event. The stream ordering stays.
+    virtual Result<bool> redact_event(std::string_view event_id, std::string_view redacted_json,
+                                      std::string_view redacted_by) = 0;
+    // Records a client transaction. Returns false (and changes nothing) if one with the same
+    // (user, device, room, txn_id) exists.
+    virtual Result<bool> insert_transaction(const TransactionRecord& txn) = 0;
+    // Marks the user's membership of the room forgotten. Returns false if they have none.
+    virtual Result<bool> forget_room(std::string_view room_id, std::string_view user_id) = 0;
+    // Inserts a local alias. Returns false (and changes nothing) if the alias exists.
+    virtual Result<bool> insert_room_alias(const RoomAliasRecord& alias) = 0;
+    // Deletes a local alias. Returns false if there was none.
+    virtual Result<bool> delete_room_alias(std::string_view alias) = 0;
+    // Lists the room in (or removes it from) the public room directory. Returns false if there
+    // is no such room.
+    virtual Result<bool> set_room_public(std::string_view room_id, bool is_public) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

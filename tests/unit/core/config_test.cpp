@@ -49,6 +49,23 @@ TEST(Config, DefaultConfigTextParsesToDefaults) {
     EXPECT_TRUE(c->registration.enabled);
 }
 
+// The event signing key lives beside the server secret unless configured; a relative path
+// resolves against the config's folder.
+TEST(Config, SigningKeyFileDefaultsBesideTheServerSecret) {
+    auto c = parse_config(default_config_text(), "/srv/myelin");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->signing_key_file, std::filesystem::path("/srv/myelin/data/myelin.signing.key"));
+    auto moved = parse_config("[secrets]\nkey_file = \"/keys/m.key\"\n", "/x");
+    ASSERT_TRUE(moved);
+    EXPECT_EQ(moved->signing_key_file, std::filesystem::path("/keys/myelin.signing.key"));
+    auto pg = parse_config("[database]\nurl = \"postgresql://u@h/db\"\n", "/etc/myelin");
+    ASSERT_TRUE(pg);
+    EXPECT_EQ(pg->signing_key_file, std::filesystem::path("/etc/myelin/myelin.signing.key"));
+    auto set = parse_config("[secrets]\nsigning_key_file = \"k/signing.key\"\n", "/etc/myelin");
+    ASSERT_TRUE(set);
+    EXPECT_EQ(set->signing_key_file, std::filesystem::path("/etc/myelin/k/signing.key"));
+}
+
 TEST(Config, EmptyConfigUsesDefaults) {
     auto c = parse_config("", "/x");
     ASSERT_TRUE(c);

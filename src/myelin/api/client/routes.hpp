@@ -21,6 +21,10 @@ void add_account_routes(Router& router, Services& services);
 void add_account_management_routes(Router& router, Services& services);
 // GET /devices, GET/PUT/DELETE /devices/{deviceId}, POST /delete_devices (deletion: UIA).
 void add_device_routes(Router& router, Services& services);
+// Rooms (rooms.cpp): createRoom, send, state, membership, redaction, messages, event, context,
+// members, joined_members, joined_rooms, local aliases, publicRooms, and GET
+// /_matrix/key/v2/server.
+void add_room_routes(Router& router, Services& services);
 
 // ---- What clients call right after login (issue #8 §1) ----
 // GET /pushrules/, /pushrules/global/, GET/PUT/DELETE /pushrules/global/{kind}/{ruleId},

@@ -216,6 +216,77 @@ CREATE TABLE to_device_messages (
     PRIMARY KEY (recipient_user, recipient_device, stream_pos)
 );
 )sql"},
+    // Rooms and events (storage/room_records.hpp). Stream positions come from the counter row
+    // in stream_positions, updated in the write job's SERIALIZABLE transaction: event writes on
+    // any number of connections and processes are serialised by it, so positions become visible
+    // in order.
+    Migration{8, "rooms, events, room state, memberships, transactions, aliases", R"sql(
+CREATE TABLE rooms (
+    room_id      TEXT COLLATE "C" PRIMARY KEY,
+    room_version TEXT NOT NULL,
+    creator      TEXT COLLATE "C" NOT NULL,
+    created_ts   BIGINT NOT NULL,
+    is_public    BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX rooms_public ON rooms (room_id) WHERE is_public;
+
+CREATE TABLE events (
+    stream_ordering  BIGINT PRIMARY KEY,
+    event_id         TEXT COLLATE "C" NOT NULL UNIQUE,
+    room_id          TEXT COLLATE "C" NOT NULL REFERENCES rooms (room_id),
+    depth            BIGINT NOT NULL,
+    type             TEXT COLLATE "C" NOT NULL,
+    state_key        TEXT COLLATE "C" NULL,
+    sender           TEXT COLLATE "C" NOT NULL,
+    origin_server_ts BIGINT NOT NULL,
+    json             TEXT NOT NULL,
+    redacted_by      TEXT COLLATE "C" NULL
+);
+CREATE INDEX events_by_room ON events (room_id, stream_ordering);
+
+CREATE TABLE room_state (
+    room_id   TEXT COLLATE "C" NOT NULL,
+    type      TEXT COLLATE "C" NOT NULL,
+    state_key TEXT COLLATE "C" NOT NULL,
+    event_id  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (room_id, type, state_key)
+);
+
+CREATE TABLE room_memberships (
+    room_id         TEXT COLLATE "C" NOT NULL,
+    user_id         TEXT COLLATE "C" NOT NULL,
+    membership      TEXT NOT NULL,
+    event_id        TEXT COLLATE "C" NOT NULL,
+    stream_ordering BIGINT NOT NULL,
+    forgotten       BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (room_id, user_id)
+);
+CREATE INDEX room_memberships_by_user ON room_memberships (user_id, stream_ordering);
+
+CREATE TABLE room_forward_extremities (
+    room_id  TEXT COLLATE "C" NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+);
+
+CREATE TABLE room_transactions (
+    user_id   TEXT COLLATE "C" NOT NULL,
+    device_id TEXT COLLATE "C" NOT NULL,
+    room_id   TEXT COLLATE "C" NOT NULL,
+    txn_id    TEXT COLLATE "C" NOT NULL,
+    event_id  TEXT COLLATE "C" NOT NULL,
+    ts        BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id, room_id, txn_id)
+);
+
+CREATE TABLE room_aliases (
+    alias      TEXT COLLATE "C" PRIMARY KEY,
+    room_id    TEXT COLLATE "C" NOT NULL,
+    creator    TEXT COLLATE "C" NOT NULL,
+    created_ts BIGINT NOT NULL
+);
+CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

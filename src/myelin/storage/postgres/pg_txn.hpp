@@ -10,6 +10,7 @@
 
 #include "myelin/storage/database.hpp"
 #include "myelin/storage/postgres/pg_connection.hpp"
+#include "myelin/storage/postgres/pg_room_exec.hpp"
 
 namespace myelin::storage::pg {
 
@@ -17,9 +18,11 @@ namespace myelin::storage::pg {
 // instantiated in pg_txn.cpp). Each method keeps the contract of its ReadTxn declaration in
 // database.hpp; failures come back as mapped by pg_error.
 template <typename Base>
-class PgQueries : public Base {
+class PgQueries : public room_queries::RoomReadMethods<Base, PgRoomExec> {
 public:
-    explicit PgQueries(Connection& conn) : conn_(conn) {}
+    // The room and event queries come from RoomReadMethods (storage/room_queries.hpp).
+    explicit PgQueries(Connection& conn)
+        : room_queries::RoomReadMethods<Base, PgRoomExec>(conn), conn_(conn) {}
 
     Result<std::optional<UserRecord>> find_user(std::string_view user_id) override;
     Result<std::optional<DeviceRecord>> find_device(std::string_view user_id,
@@ -158,6 +161,16 @@ public:
     Result<std::int64_t> delete_to_device_through(std::string_view user_id,
                                                   std::string_view device_id,
                                                   std::int64_t through_pos) override;
+    // ---- Rooms and events (pg_txn_rooms.cpp, over storage/room_queries.hpp) --------------
+    Result<bool> insert_room(const RoomRecord& room) override;
+    Result<std::int64_t> append_event(const NewEvent& event) override;
+    Result<bool> redact_event(std::string_view event_id, std::string_view redacted_json,
+                              std::string_view redacted_by) override;
+    Result<bool> insert_transaction(const TransactionRecord& txn) override;
+    Result<bool> forget_room(std::string_view room_id, std::string_view user_id) override;
+    Result<bool> insert_room_alias(const RoomAliasRecord& alias) override;
+    Result<bool> delete_room_alias(std::string_view alias) override;
+    Result<bool> set_room_public(std::string_view room_id, bool is_public) override;
 };
 
 }  // namespace myelin::storage::pg

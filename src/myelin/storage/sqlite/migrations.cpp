@@ -214,6 +214,76 @@ CREATE TABLE to_device_messages (
     PRIMARY KEY (recipient_user, recipient_device, stream_pos)
 ) WITHOUT ROWID, STRICT;
 )sql"},
+    // Rooms and events (storage/room_records.hpp). events.stream_ordering is the rowid: range
+    // scans per room and per position are index walks. The counter in stream_positions hands
+    // out positions; the single writer makes them visible in order.
+    Migration{8, "rooms, events, room state, memberships, transactions, aliases", R"sql(
+CREATE TABLE rooms (
+    room_id      TEXT PRIMARY KEY NOT NULL,
+    room_version TEXT NOT NULL,
+    creator      TEXT NOT NULL,
+    created_ts   INTEGER NOT NULL,
+    is_public    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID, STRICT;
+CREATE INDEX rooms_public ON rooms (room_id) WHERE is_public;
+
+CREATE TABLE events (
+    stream_ordering  INTEGER PRIMARY KEY NOT NULL,
+    event_id         TEXT NOT NULL UNIQUE,
+    room_id          TEXT NOT NULL REFERENCES rooms (room_id),
+    depth            INTEGER NOT NULL,
+    type             TEXT NOT NULL,
+    state_key        TEXT NULL,
+    sender           TEXT NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    json             TEXT NOT NULL,
+    redacted_by      TEXT NULL
+) STRICT;
+CREATE INDEX events_by_room ON events (room_id, stream_ordering);
+
+CREATE TABLE room_state (
+    room_id   TEXT NOT NULL,
+    type      TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    PRIMARY KEY (room_id, type, state_key)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE room_memberships (
+    room_id         TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    membership      TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    forgotten       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX room_memberships_by_user ON room_memberships (user_id, stream_ordering);
+
+CREATE TABLE room_forward_extremities (
+    room_id  TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE room_transactions (
+    user_id   TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    room_id   TEXT NOT NULL,
+    txn_id    TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id, room_id, txn_id)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE room_aliases (
+    alias      TEXT PRIMARY KEY NOT NULL,
+    room_id    TEXT NOT NULL,
+    creator    TEXT NOT NULL,
+    created_ts INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

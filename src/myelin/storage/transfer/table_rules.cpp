@@ -39,6 +39,15 @@ constexpr std::array kRules{
     copy("device_list_changes"),
     copy("to_device_txns"),
     copy("to_device_messages"),
+    // Rooms and events (migration 8). Their position counter ('', 'events') is a row of
+    // stream_positions, copied above: new events continue after the copied ones.
+    copy("rooms"),
+    copy("events"),  // refers to rooms
+    copy("room_state"),
+    copy("room_memberships"),
+    copy("room_forward_extremities"),
+    copy("room_transactions"),
+    copy("room_aliases"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),

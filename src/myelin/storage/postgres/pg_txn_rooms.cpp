@@ -1,0 +1,41 @@
+// The room and event writes of PgWriteTxn (database.hpp, "Rooms and events"): the shared
+// implementations of storage/room_queries.hpp over PgRoomExec.
+
+#include "myelin/storage/postgres/pg_txn.hpp"
+
+namespace myelin::storage::pg {
+
+Result<bool> PgWriteTxn::insert_room(const RoomRecord& room) {
+    return room_queries::insert_room(this->exec_, room);
+}
+
+Result<std::int64_t> PgWriteTxn::append_event(const NewEvent& event) {
+    return room_queries::append_event(this->exec_, event);
+}
+
+Result<bool> PgWriteTxn::redact_event(std::string_view event_id, std::string_view redacted_json,
+                                      std::string_view redacted_by) {
+    return room_queries::redact_event(this->exec_, event_id, redacted_json, redacted_by);
+}
+
+Result<bool> PgWriteTxn::insert_transaction(const TransactionRecord& txn) {
+    return room_queries::insert_transaction(this->exec_, txn);
+}
+
+Result<bool> PgWriteTxn::forget_room(std::string_view room_id, std::string_view user_id) {
+    return room_queries::forget_room(this->exec_, room_id, user_id);
+}
+
+Result<bool> PgWriteTxn::insert_room_alias(const RoomAliasRecord& alias) {
+    return room_queries::insert_room_alias(this->exec_, alias);
+}
+
+Result<bool> PgWriteTxn::delete_room_alias(std::string_view alias) {
+    return room_queries::delete_room_alias(this->exec_, alias);
+}
+
+Result<bool> PgWriteTxn::set_room_public(std::string_view room_id, bool is_public) {
+    return room_queries::set_room_public(this->exec_, room_id, is_public);
+}
+
+}  // namespace myelin::storage::pg
