@@ -158,6 +158,7 @@ struct Stack {
                    .devices = devices,
                    .client_data = client_data,
                    .rooms = rooms,
+                   .sync = sync,
                    .signing_key = signing_key,
                    .clock = clock} {
         sessions.set_rate_limiter(&rate_limiter);
@@ -188,6 +189,8 @@ struct Stack {
     service::ClientDataServices client_data{*db, clock, config.server_name};
     events::SigningKey signing_key;
     service::RoomService rooms;
+    service::UserNotifier notifier;
+    service::SyncService sync{*db, notifier};
     service::AdminService admin;
     api::Services services;
     api::Router router;

@@ -12,6 +12,7 @@
 #include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/room_service.hpp"
 #include "myelin/service/session_service.hpp"
+#include "myelin/service/sync_service.hpp"
 #include "myelin/service/uia.hpp"
 
 namespace myelin::api {
@@ -27,6 +28,8 @@ struct Services {
     service::ClientDataServices& client_data;
     // Rooms and events (issue #8 §2).
     service::RoomService& rooms;
+    // GET /sync (issue #8 §3).
+    service::SyncService& sync;
     const events::SigningKey& signing_key;  // the server's event signing key
     const Clock& clock;
 };

@@ -70,6 +70,9 @@ struct App::Impl {
     std::unique_ptr<service::DeviceService> devices;
     std::unique_ptr<service::ClientDataServices> client_data;
     std::unique_ptr<service::RoomService> rooms;
+    // Wakes /sync long-polls; the services that commit what a user syncs notify it.
+    service::UserNotifier notifier;
+    std::unique_ptr<service::SyncService> sync;
     std::unique_ptr<api::Services> services;
     std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
     api::Router router;
@@ -220,6 +223,10 @@ Result<std::unique_ptr<App>> App::create(Config config) {
         std::make_unique<service::ClientDataServices>(*impl->db, impl->clock, c.server_name);
     impl->rooms = std::make_unique<service::RoomService>(*impl->db, impl->clock, c.server_name,
                                                          *impl->signing_key);
+    impl->rooms->set_notifier(&impl->notifier);
+    impl->client_data->account_data.set_notifier(&impl->notifier);
+    impl->client_data->to_device.set_notifier(&impl->notifier);
+    impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,
@@ -229,6 +236,7 @@ Result<std::unique_ptr<App>> App::create(Config config) {
                       .devices = *impl->devices,
                       .client_data = *impl->client_data,
                       .rooms = *impl->rooms,
+                      .sync = *impl->sync,
                       .signing_key = *impl->signing_key,
                       .clock = impl->clock});
     api::client::add_client_routes(impl->router, *impl->services);
@@ -336,6 +344,7 @@ Result<void> App::run() {
         if (ec) return;
         log::app()->info("signal {} received: shutting down", signal_number);
         impl.server->stop();
+        impl.notifier.shutdown();  // /sync long-polls answer now instead of at their timeout
         if (impl.metrics_server) impl.metrics_server->stop();
     });
     std::function<void(const boost::system::error_code&, int)> on_hangup =

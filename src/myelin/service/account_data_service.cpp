@@ -1,5 +1,6 @@
 #include "myelin/service/account_data_service.hpp"
 
+#include <functional>
 #include <utility>
 
 #include "myelin/storage/await.hpp"
@@ -23,11 +24,13 @@ boost::asio::awaitable<Result<std::int64_t>> AccountDataService::put(std::string
                                                                      std::string room_id,
                                                                      std::string type,
                                                                      std::string content) {
+    std::function<void()> wake;
+    if (notifier_ != nullptr) wake = [notifier = notifier_, user_id] { notifier->notify(user_id); };
     auto job = [user_id = std::move(user_id), room_id = std::move(room_id), type = std::move(type),
                 content = std::move(content)](storage::WriteTxn& txn) {
         return txn.put_account_data(user_id, room_id, type, content);
     };
-    return storage::write<std::int64_t>(db_, std::move(job));
+    return storage::write<std::int64_t>(db_, std::move(job), std::move(wake));
 }
 
 }  // namespace myelin::service

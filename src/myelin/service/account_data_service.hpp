@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "myelin/core/error.hpp"
+#include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -30,8 +31,13 @@ public:
     boost::asio::awaitable<Result<std::int64_t>> put(std::string user_id, std::string room_id,
                                                      std::string type, std::string content);
 
+    // Wakes the user's long-polls (/sync) after each committed put(). nullptr (the default):
+    // nobody is woken. Set before serving; `notifier` must outlive the service.
+    void set_notifier(UserNotifier* notifier) { notifier_ = notifier; }
+
 private:
     storage::Database& db_;
+    UserNotifier* notifier_ = nullptr;
 };
 
 }  // namespace myelin::service

@@ -251,7 +251,29 @@ Error as_invalid_room_state(const Error& e) {
     return errors::make(400, "M_INVALID_ROOM_STATE", e.message);
 }
 
+// Adds to `wake` the users a new event of the room concerns: its joined members and `subject`
+// (a member event's target; empty: none).
+Result<void> add_wake_list(storage::ReadTxn& txn, std::string_view room_id,
+                           std::string_view subject, std::vector<std::string>& wake) {
+    auto members = txn.room_members(room_id);
+    if (!members) return members.error();
+    for (auto& m : *members) {
+        if (m.membership == "join" || m.user_id == subject) wake.push_back(std::move(m.user_id));
+    }
+    if (!subject.empty() && std::find(wake.begin(), wake.end(), subject) == wake.end()) {
+        wake.emplace_back(subject);
+    }
+    return {};
+}
+
 }  // namespace
+
+std::function<void()> RoomService::notify_after(WakeList wake) const {
+    UserNotifier* notifier = notifier_;
+    return [notifier, wake = std::move(wake)] {
+        if (notifier != nullptr && !wake->empty()) notifier->notify(*wake);
+    };
+}
 
 std::optional<std::int64_t> parse_stream_token(std::string_view token) {
     if (token.size() < 2 || token.size() > 20 || token[0] != 's') return std::nullopt;
@@ -273,8 +295,10 @@ RoomService::RoomService(storage::Database& db, const Clock& clock, std::string 
       builder_(std::move(server_name), key, clock) {}
 
 Async<std::string> RoomService::create_room(Actor actor, CreateRoomRequest request) {
-    auto job = [this, actor = std::move(actor),
-                request = std::move(request)](storage::WriteTxn& txn) -> Result<std::string> {
+    auto wake = std::make_shared<std::vector<std::string>>();
+    auto job = [this, actor = std::move(actor), request = std::move(request),
+                wake](storage::WriteTxn& txn) -> Result<std::string> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         const events::RoomVersion* version = events::find_room_version(
             request.room_version.empty() ? events::kDefaultRoomVersion : request.room_version);
         if (version == nullptr) {
@@ -306,18 +330,24 @@ Async<std::string> RoomService::create_room(Actor actor, CreateRoomRequest reque
             auto added = txn.insert_room_alias(record);
             if (!added) return added.error();
         }
+        // The creator and the invitees.
+        auto members = txn.room_members(room.room_id);
+        if (!members) return members.error();
+        for (auto& m : *members) wake->push_back(std::move(m.user_id));
         return room.room_id;
     };
-    return storage::write<std::string>(db_, std::move(job));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
 }
 
 Async<std::string> RoomService::send(Actor actor, std::string room_id, std::string type,
                                      std::optional<std::string> state_key, object content,
                                      std::optional<std::string> txn_id) {
+    auto wake = std::make_shared<std::vector<std::string>>();
     auto job = [this, actor = std::move(actor), room_id = std::move(room_id),
                 type = std::move(type), state_key = std::move(state_key),
-                content = std::move(content),
-                txn_id = std::move(txn_id)](storage::WriteTxn& txn) -> Result<std::string> {
+                content = std::move(content), txn_id = std::move(txn_id),
+                wake](storage::WriteTxn& txn) -> Result<std::string> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         const std::string txn_key = txn_id ? "send/" + *txn_id : std::string();
         if (txn_id) {
             auto earlier = txn.find_transaction(actor.user_id, actor.device_id, room_id, txn_key);
@@ -339,16 +369,21 @@ Async<std::string> RoomService::send(Actor actor, std::string room_id, std::stri
             auto stored = txn.insert_transaction(record);
             if (!stored) return stored.error();
         }
+        const bool member_event = type == "m.room.member" && state_key;
+        auto woken = add_wake_list(txn, room_id, member_event ? *state_key : std::string(), *wake);
+        if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
 }
 
 Async<std::string> RoomService::redact(Actor actor, std::string room_id, std::string event_id,
                                        std::optional<std::string> reason, std::string txn_id) {
+    auto wake = std::make_shared<std::vector<std::string>>();
     auto job = [this, actor = std::move(actor), room_id = std::move(room_id),
                 event_id = std::move(event_id), reason = std::move(reason),
-                txn_id = std::move(txn_id)](storage::WriteTxn& txn) -> Result<std::string> {
+                txn_id = std::move(txn_id), wake](storage::WriteTxn& txn) -> Result<std::string> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         const std::string txn_key = "redact/" + txn_id;
         auto earlier = txn.find_transaction(actor.user_id, actor.device_id, room_id, txn_key);
         if (!earlier) return earlier.error();
@@ -366,17 +401,21 @@ Async<std::string> RoomService::redact(Actor actor, std::string room_id, std::st
                                           txn_key,       appended->event_id, clock_.now_ms()};
         auto stored = txn.insert_transaction(record);
         if (!stored) return stored.error();
+        auto woken = add_wake_list(txn, room_id, "", *wake);
+        if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
 }
 
 Async<std::string> RoomService::membership(Actor actor, std::string room_id,
                                            MembershipAction action, std::string target,
                                            std::optional<std::string> reason) {
+    auto wake = std::make_shared<std::vector<std::string>>();
     auto job = [this, actor = std::move(actor), room_id = std::move(room_id), action,
-                target = std::move(target),
-                reason = std::move(reason)](storage::WriteTxn& txn) -> Result<std::string> {
+                target = std::move(target), reason = std::move(reason),
+                wake](storage::WriteTxn& txn) -> Result<std::string> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         const bool self = action == MembershipAction::kJoin || action == MembershipAction::kLeave;
         const std::string& subject = self ? actor.user_id : target;
         if (!events::is_valid_user_id(subject)) {
@@ -420,15 +459,19 @@ Async<std::string> RoomService::membership(Actor actor, std::string room_id,
         EventDraft draft = state_draft(actor.user_id, "m.room.member", subject, std::move(content));
         auto appended = builder_.append(txn, *room, draft);
         if (!appended) return appended.error();
+        auto woken = add_wake_list(txn, room_id, subject, *wake);
+        if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
 }
 
 Async<std::string> RoomService::join_by_id_or_alias(Actor actor, std::string room_id_or_alias,
                                                     std::optional<std::string> reason) {
+    auto wake = std::make_shared<std::vector<std::string>>();
     auto job = [this, actor = std::move(actor), id = std::move(room_id_or_alias),
-                reason = std::move(reason)](storage::WriteTxn& txn) -> Result<std::string> {
+                reason = std::move(reason), wake](storage::WriteTxn& txn) -> Result<std::string> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         std::string room_id = id;
         if (!id.empty() && id[0] == '#') {
             auto alias = txn.find_room_alias(id);
@@ -447,9 +490,11 @@ Async<std::string> RoomService::join_by_id_or_alias(Actor actor, std::string roo
             state_draft(actor.user_id, "m.room.member", actor.user_id, std::move(content));
         auto appended = builder_.append(txn, *room, draft);
         if (!appended) return appended.error();
+        auto woken = add_wake_list(txn, room_id, actor.user_id, *wake);
+        if (!woken) return woken.error();
         return room_id;
     };
-    return storage::write<std::string>(db_, std::move(job));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
 }
 
 Async<void> RoomService::forget(Actor actor, std::string room_id) {

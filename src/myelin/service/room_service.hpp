@@ -18,6 +18,8 @@
 // network thread.
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +32,7 @@
 #include "myelin/core/error.hpp"
 #include "myelin/events/signing_key.hpp"
 #include "myelin/service/event_builder.hpp"
+#include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -167,11 +170,21 @@ public:
 
     const EventBuilder& builder() const { return builder_; }
 
+    // Wakes the long-polls (/sync) of the users an event concerns once it is committed: the
+    // room's joined members and a member event's subject. nullptr (the default): nobody is
+    // woken. Set before serving; `notifier` must outlive the service.
+    void set_notifier(UserNotifier* notifier) { notifier_ = notifier; }
+
 private:
+    using WakeList = std::shared_ptr<std::vector<std::string>>;
+    // The after-commit step that notifies the users in `wake` (filled by the write job).
+    std::function<void()> notify_after(WakeList wake) const;
+
     storage::Database& db_;
     const Clock& clock_;
     std::string server_name_;
     EventBuilder builder_;
+    UserNotifier* notifier_ = nullptr;
 };
 
 // Pagination tokens: "s" + a stream position. nullopt when `token` is not one.

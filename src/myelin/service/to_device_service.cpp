@@ -1,5 +1,7 @@
 #include "myelin/service/to_device_service.hpp"
 
+#include <functional>
+#include <memory>
 #include <utility>
 
 #include "myelin/storage/await.hpp"
@@ -18,10 +20,12 @@ bool is_local(std::string_view user_id, std::string_view server_name) {
 boost::asio::awaitable<Result<std::int64_t>> ToDeviceService::send(
     std::string sender_user, std::string sender_device, std::string txn_id, std::string type,
     std::vector<ToDeviceMessage> messages) {
+    auto wake = std::make_shared<std::vector<std::string>>();
     auto job = [sender_user = std::move(sender_user), sender_device = std::move(sender_device),
                 txn_id = std::move(txn_id), type = std::move(type), messages = std::move(messages),
-                now = clock_.now_ms(),
-                server = server_name_](storage::WriteTxn& txn) -> Result<std::int64_t> {
+                now = clock_.now_ms(), server = server_name_,
+                wake](storage::WriteTxn& txn) -> Result<std::int64_t> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         auto fresh = txn.insert_to_device_txn(sender_user, sender_device, txn_id, now);
         if (!fresh) return fresh.error();
         if (!*fresh) return std::int64_t{0};
@@ -48,10 +52,17 @@ boost::asio::awaitable<Result<std::int64_t>> ToDeviceService::send(
                 if (auto r = txn.insert_to_device(record); !r) return r.error();
                 ++queued;
             }
+            if (!devices.empty()) wake->push_back(m.user_id);
         }
         return queued;
     };
-    return storage::write<std::int64_t>(db_, std::move(job));
+    std::function<void()> after_commit;
+    if (notifier_ != nullptr) {
+        after_commit = [notifier = notifier_, wake] {
+            if (!wake->empty()) notifier->notify(*wake);
+        };
+    }
+    return storage::write<std::int64_t>(db_, std::move(job), std::move(after_commit));
 }
 
 }  // namespace myelin::service

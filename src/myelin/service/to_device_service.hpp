@@ -16,6 +16,7 @@
 
 #include "myelin/core/clock.hpp"
 #include "myelin/core/error.hpp"
+#include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -40,8 +41,13 @@ public:
                                                       std::string type,
                                                       std::vector<ToDeviceMessage> messages);
 
+    // Wakes the recipients' long-polls (/sync) after each committed send(). nullptr (the
+    // default): nobody is woken. Set before serving; `notifier` must outlive the service.
+    void set_notifier(UserNotifier* notifier) { notifier_ = notifier; }
+
 private:
     storage::Database& db_;
+    UserNotifier* notifier_ = nullptr;
     const Clock& clock_;
     const std::string& server_name_;
 };

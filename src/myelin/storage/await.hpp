@@ -5,6 +5,7 @@
 // are for the CLI and tests, never for network threads.
 
 #include <exception>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -68,10 +69,14 @@ boost::asio::awaitable<Result<T>> read(Database& db, Fn fn) {
 
 // Runs fn(WriteTxn&) -> Result<T> on the writer and awaits its result, which is delivered only
 // once the commit is durable. An error from fn rolls back fn's changes and is returned as is.
-// Not a coroutine itself, for the same reason as read().
+// Not a coroutine itself, for the same reason as read(). `after_commit` (optional) runs on the
+// writer's thread once the commit is durable and fn succeeded, before the awaiting coroutine is
+// resumed: for notifications that must not be seen before the data is (UserNotifier).
 template <typename T, typename Fn>
-boost::asio::awaitable<Result<T>> write(Database& db, Fn fn) {
-    auto initiation = [&db, fn = std::move(fn)](auto handler) mutable {
+boost::asio::awaitable<Result<T>> write(Database& db, Fn fn,
+                                        std::function<void()> after_commit = {}) {
+    auto initiation = [&db, fn = std::move(fn),
+                       after_commit = std::move(after_commit)](auto handler) mutable {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         auto slot = std::make_shared<std::optional<Result<T>>>();
         WriteJob job;
@@ -80,12 +85,14 @@ boost::asio::awaitable<Result<T>> write(Database& db, Fn fn) {
             if (!**slot) return (**slot).error();
             return {};
         };
-        job.on_committed = [slot, shared](const Result<void>& committed) {
+        job.on_committed = [slot, shared,
+                            after_commit = std::move(after_commit)](const Result<void>& committed) {
             if (!slot->has_value() || (!committed && **slot)) {
                 detail::complete_on_executor(
                     *shared,
                     Result<T>(committed ? detail::database_unavailable() : committed.error()));
             } else {
+                if (committed && **slot && after_commit) after_commit();
                 detail::complete_on_executor(*shared, std::move(**slot));
             }
         };

@@ -42,6 +42,7 @@ void add_empty_answer_routes(Router& router, Services& services);
 void add_e2e_key_routes(Router& router, Services& services);
 // PUT /sendToDevice/{eventType}/{txnId}.
 void add_to_device_routes(Router& router, Services& services);
+void add_sync_routes(Router& router, Services& services);
 
 // All of the above.
 void add_client_routes(Router& router, Services& services);

@@ -1,0 +1,256 @@
+"""Black-box tests of GET /sync (sync.yaml; issue #8 §3, first cut): two users; an initial sync
+shows a created room with its state and timeline, an invite shows in `invite` with stripped
+state, an incremental sync after the join shows the other user's message, a long-poll wakes
+as soon as the other user sends, to-device messages are delivered once and deleted after the
+next `since`, account data changes show up, timeline filters (limit, types) apply with
+`limited`/`prev_batch` usable with /messages, and malformed `since` / unknown filter IDs are
+400 M_INVALID_PARAM. Every 200 body is validated against the spec's schema."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from myelin_harness import assert_matches_spec, assert_matrix_error
+from client_helpers import PREFIXES, V3, bearer, register_ok, show, unique_name
+
+SPEC = "sync.yaml"
+_txn = itertools.count()
+
+
+def q(s: str) -> str:
+    return urllib.parse.quote(s, safe="")
+
+
+class Client:
+    def __init__(self, server, session):
+        self.server = server
+        self.s = session
+        self.user_id = session.user_id
+        self.h = bearer(session.access_token)
+
+    def ok(self, method, path, prefix=V3, **kw):
+        r = self.server.request(method, prefix + path, headers=self.h, **kw)
+        assert r.status_code == 200, f"{method} {path}: {show(r)}"
+        return r.json()
+
+    def sync(self, prefix=V3, http_timeout=20, **params):
+        r = self.server.get(prefix + "/sync", headers=self.h, params=params,
+                            timeout=http_timeout)
+        assert r.status_code == 200, show(r)
+        assert_matches_spec(r.json(), SPEC, "/sync", "get", 200)
+        return r.json()
+
+    def send(self, room, body, type_="m.room.message"):
+        return self.ok("PUT", f"/rooms/{q(room)}/send/{q(type_)}/t{next(_txn)}",
+                       json={"msgtype": "m.text", "body": body})["event_id"]
+
+
+@pytest.fixture
+def two(shared_server):
+    alice = Client(shared_server, register_ok(shared_server, unique_name("sa")))
+    bob = Client(shared_server, register_ok(shared_server, unique_name("sb")))
+    return alice, bob
+
+
+def timeline_bodies(room: dict) -> list:
+    return [e["content"].get("body") for e in room["timeline"]["events"]
+            if e["type"] == "m.room.message"]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES, ids=["v3", "r0"])
+def test_initial_sync_shows_created_room_with_state_and_timeline(two, prefix):
+    alice, _ = two
+    room = alice.ok("POST", "/createRoom", json={"name": "Sync room"})["room_id"]
+    alice.send(room, "hello")
+    body = alice.sync(prefix)
+    assert body["next_batch"].startswith("s")
+    joined = body["rooms"]["join"][room]
+    timeline = joined["timeline"]["events"]
+    assert [e["type"] for e in timeline][-1] == "m.room.message"
+    assert timeline_bodies(joined) == ["hello"]
+    assert all("room_id" not in e for e in timeline)
+    # State and timeline together give the whole current state; nothing twice.
+    state_keys = {(e["type"], e["state_key"]) for e in joined["state"]["events"]}
+    timeline_state = {(e["type"], e["state_key"]) for e in timeline if "state_key" in e}
+    assert not state_keys & timeline_state
+    everything = state_keys | timeline_state
+    for key in [("m.room.create", ""), ("m.room.member", alice.user_id),
+                ("m.room.power_levels", ""), ("m.room.name", "")]:
+        assert key in everything, key
+    # The default limit is 10; createRoom wrote more than that with the message.
+    assert len(timeline) == 10 or not joined["timeline"]["limited"]
+    # Server-default push rules are part of the initial account data.
+    types = [e["type"] for e in body["account_data"]["events"]]
+    assert "m.push_rules" in types
+    rules = next(e for e in body["account_data"]["events"] if e["type"] == "m.push_rules")
+    assert "override" in rules["content"]["global"]
+
+
+def test_timeline_limit_types_and_prev_batch(two):
+    alice, _ = two
+    room = alice.ok("POST", "/createRoom", json={})["room_id"]
+    for i in range(5):
+        alice.send(room, f"m{i}")
+    alice.ok("PUT", f"/rooms/{q(room)}/state/org.example.s/", json={"x": 1})
+    f = '{"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}}}'
+    joined = alice.sync(filter=f)["rooms"]["join"][room]
+    assert timeline_bodies(joined) == ["m3", "m4"]
+    assert [e["type"] for e in joined["timeline"]["events"]] == ["m.room.message"] * 2
+    assert joined["timeline"]["limited"] is True
+    # The custom state event is not in the (filtered) timeline, so it is in the state.
+    assert any(e["type"] == "org.example.s" for e in joined["state"]["events"])
+    # prev_batch continues backwards with /messages.
+    page = alice.ok("GET", f"/rooms/{q(room)}/messages",
+                    params={"dir": "b", "from": joined["timeline"]["prev_batch"], "limit": 3})
+    assert [e["content"]["body"] for e in page["chunk"]] == ["m2", "m1", "m0"]
+
+    # A stored filter by ID applies the same way; an unknown one is 400 M_INVALID_PARAM.
+    filter_id = alice.ok("POST", f"/user/{q(alice.user_id)}/filter",
+                         json={"room": {"timeline": {"limit": 1}}})["filter_id"]
+    joined = alice.sync(filter=filter_id)["rooms"]["join"][room]
+    assert len(joined["timeline"]["events"]) == 1
+    assert joined["timeline"]["events"][0]["type"] == "org.example.s"
+    r = alice.server.get(V3 + "/sync", headers=alice.h, params={"filter": "987654"})
+    assert_matrix_error(r, 400, "M_INVALID_PARAM")
+
+
+def test_invite_join_and_incremental_sync(two):
+    alice, bob = two
+    room = alice.ok("POST", "/createRoom", json={"name": "Invite me"})["room_id"]
+    since = bob.sync()["next_batch"]
+    alice.ok("POST", f"/rooms/{q(room)}/invite", json={"user_id": bob.user_id})
+
+    body = bob.sync(since=since)
+    invite = body["rooms"]["invite"][room]["invite_state"]["events"]
+    types = {e["type"] for e in invite}
+    assert {"m.room.create", "m.room.name", "m.room.join_rules", "m.room.member"} <= types
+    member = next(e for e in invite if e["type"] == "m.room.member")
+    assert member["state_key"] == bob.user_id and member["content"]["membership"] == "invite"
+    assert room not in body["rooms"]["join"]
+    # Nothing new: the invite is not repeated.
+    again = bob.sync(since=body["next_batch"])
+    assert room not in again["rooms"]["invite"]
+    assert again["next_batch"] == body["next_batch"]
+
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    joined_sync = bob.sync(since=again["next_batch"])
+    joined = joined_sync["rooms"]["join"][room]
+    # Joined after `since`: the room's whole state comes with it.
+    everything = {(e["type"], e["state_key"]) for e in joined["state"]["events"]} | {
+        (e["type"], e["state_key"]) for e in joined["timeline"]["events"] if "state_key" in e}
+    assert ("m.room.create", "") in everything and ("m.room.member", bob.user_id) in everything
+
+    alice.send(room, "welcome bob")
+    body = bob.sync(since=joined_sync["next_batch"])
+    joined = body["rooms"]["join"][room]
+    assert timeline_bodies(joined) == ["welcome bob"]
+    assert joined["timeline"]["events"][0]["sender"] == alice.user_id
+    assert joined["timeline"]["limited"] is False
+    assert joined["state"]["events"] == []
+
+    # Leaving shows the room under `leave` on the next incremental sync.
+    bob.ok("POST", f"/rooms/{q(room)}/leave", json={})
+    body = bob.sync(since=body["next_batch"])
+    assert room in body["rooms"]["leave"]
+    assert room not in body["rooms"]["join"]
+    leave_events = body["rooms"]["leave"][room]["timeline"]["events"]
+    assert leave_events[-1]["type"] == "m.room.member"
+    assert leave_events[-1]["content"]["membership"] == "leave"
+
+
+def test_long_poll_wakes_when_the_other_user_sends(two):
+    alice, bob = two
+    room = alice.ok("POST", "/createRoom", json={"invite": [bob.user_id]})["room_id"]
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    since = bob.sync()["next_batch"]
+
+    result = {}
+
+    def poll():
+        started = time.monotonic()
+        result["body"] = bob.sync(since=since, timeout="10000")
+        result["seconds"] = time.monotonic() - started
+
+    # Nothing happens: the long-poll would wait its 10 s. The message must end it early.
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the long-poll answered before anything happened"
+    alice.send(room, "wake up")
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert result["seconds"] < 9.0, result["seconds"]
+    assert timeline_bodies(result["body"]["rooms"]["join"][room]) == ["wake up"]
+
+
+def test_long_poll_times_out_with_an_empty_answer(two):
+    alice, _ = two
+    since = alice.sync()["next_batch"]
+    started = time.monotonic()
+    body = alice.sync(since=since, timeout="300")
+    assert time.monotonic() - started >= 0.25
+    assert body["next_batch"] == since
+    assert body["rooms"]["join"] == {} and body["to_device"]["events"] == []
+
+
+def test_to_device_delivered_once_and_deleted_after_next_since(two):
+    alice, bob = two
+    since = bob.sync()["next_batch"]
+    alice.ok("PUT", f"/sendToDevice/m.test/t{next(_txn)}",
+             json={"messages": {bob.user_id: {bob.s.device_id: {"n": 1}}}})
+    first = bob.sync(since=since)
+    events = first["to_device"]["events"]
+    assert events == [{"type": "m.test", "sender": alice.user_id, "content": {"n": 1}}]
+    # Not acknowledged yet: a retry with the old `since` gets it again.
+    assert bob.sync(since=since)["to_device"]["events"] == events
+    # Acknowledged by the next since: gone, also for a client that retries the older token.
+    second = bob.sync(since=first["next_batch"])
+    assert second["to_device"]["events"] == []
+    assert bob.sync(since=since)["to_device"]["events"] == []
+
+
+def test_account_data_changes_show_up(two):
+    alice, _ = two
+    room = alice.ok("POST", "/createRoom", json={})["room_id"]
+    since = alice.sync()["next_batch"]
+    alice.ok("PUT", f"/user/{q(alice.user_id)}/account_data/org.example.a", json={"v": 1})
+    alice.ok("PUT", f"/user/{q(alice.user_id)}/rooms/{q(room)}/account_data/m.tag",
+             json={"tags": {"u.x": {}}})
+    body = alice.sync(since=since)
+    assert {"type": "org.example.a", "content": {"v": 1}} in body["account_data"]["events"]
+    room_data = body["rooms"]["join"][room]["account_data"]["events"]
+    assert room_data == [{"type": "m.tag", "content": {"tags": {"u.x": {}}}}]
+    later = alice.sync(since=body["next_batch"])
+    assert later["account_data"]["events"] == []
+    assert room not in later["rooms"]["join"]
+
+
+def test_full_state_resends_the_state(two):
+    alice, _ = two
+    room = alice.ok("POST", "/createRoom", json={})["room_id"]
+    since = alice.sync()["next_batch"]
+    assert room not in alice.sync(since=since)["rooms"]["join"]
+    joined = alice.sync(since=since, full_state="true")["rooms"]["join"][room]
+    assert any(e["type"] == "m.room.create" for e in joined["state"]["events"])
+
+
+@pytest.mark.parametrize("bad", ["x", "s1", "s1_2_3", "s1_2_3_-4", "s1_2_3_4_5", "s_1_2_3"])
+def test_malformed_since_is_400(two, bad):
+    alice, _ = two
+    r = alice.server.get(V3 + "/sync", headers=alice.h, params={"since": bad})
+    assert_matrix_error(r, 400, "M_INVALID_PARAM")
+
+
+def test_bad_timeout_and_requires_auth(shared_server, two):
+    alice, _ = two
+    r = alice.server.get(V3 + "/sync", headers=alice.h, params={"timeout": "soon"})
+    assert_matrix_error(r, 400, "M_INVALID_PARAM")
+    r = shared_server.get(V3 + "/sync")
+    assert_matrix_error(r, 401, "M_MISSING_TOKEN")
+    # set_presence is accepted and ignored.
+    alice.sync(set_presence="offline")
