@@ -254,3 +254,87 @@ def test_bad_timeout_and_requires_auth(shared_server, two):
     assert_matrix_error(r, 401, "M_MISSING_TOKEN")
     # set_presence is accepted and ignored.
     alice.sync(set_presence="offline")
+
+
+def _device_keys(s) -> dict:
+    return {"user_id": s.user_id, "device_id": s.device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{s.device_id}": "curve" + s.device_id,
+                     f"ed25519:{s.device_id}": "ed" + s.device_id},
+            "signatures": {s.user_id: {f"ed25519:{s.device_id}": "sig"}}}
+
+
+def _shared_room(alice, bob) -> str:
+    room = alice.ok("POST", "/createRoom", json={"invite": [bob.user_id]})["room_id"]
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    return room
+
+
+# What the other user (or the user) does, and how the woken sync shows it.
+def _to_device(alice, bob, room):
+    alice.ok("PUT", f"/sendToDevice/m.test/t{next(_txn)}",
+             json={"messages": {bob.user_id: {"*": {"hi": True}}}})
+    return lambda body: body["to_device"]["events"][0]["content"] == {"hi": True}
+
+
+def _account_data(alice, bob, room):
+    bob.ok("PUT", f"/user/{q(bob.user_id)}/account_data/org.example.w", json={"w": 1})
+    return lambda body: {"type": "org.example.w", "content": {"w": 1}} in \
+        body["account_data"]["events"]
+
+
+def _push_rule(alice, bob, room):
+    bob.ok("PUT", "/pushrules/global/override/.m.rule.master/enabled", json={"enabled": True})
+    return lambda body: any(e["type"] == "m.push_rules" for e in body["account_data"]["events"])
+
+
+def _invite(alice, bob, room):
+    other = alice.ok("POST", "/createRoom", json={})["room_id"]
+    alice.ok("POST", f"/rooms/{q(other)}/invite", json={"user_id": bob.user_id})
+    return lambda body: other in body["rooms"]["invite"]
+
+
+def _device_keys_upload(alice, bob, room):
+    alice.ok("POST", "/keys/upload", json={"device_keys": _device_keys(alice.s)})
+    return lambda body: alice.user_id in body["device_lists"]["changed"]
+
+
+@pytest.mark.parametrize("action", [_to_device, _account_data, _push_rule, _invite,
+                                    _device_keys_upload],
+                         ids=["to_device", "account_data", "push_rules", "invite",
+                              "device_keys"])
+def test_long_poll_wakes_for_every_stream(two, action):
+    alice, bob = two
+    room = _shared_room(alice, bob)
+    since = bob.sync()["next_batch"]
+    result = {}
+
+    def poll():
+        started = time.monotonic()
+        result["body"] = bob.sync(since=since, timeout="10000")
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the long-poll answered before anything happened"
+    shows = action(alice, bob, room)
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert result["seconds"] < 9.0, result["seconds"]
+    assert shows(result["body"]), result["body"]
+
+
+def test_device_lists_changed_only_for_users_sharing_a_room(shared_server, two):
+    alice, bob = two
+    stranger = Client(shared_server, register_ok(shared_server, unique_name("sc")))
+    _shared_room(alice, bob)
+    since = bob.sync()["next_batch"]
+    alice.ok("POST", "/keys/upload", json={"device_keys": _device_keys(alice.s)})
+    stranger.ok("POST", "/keys/upload", json={"device_keys": _device_keys(stranger.s)})
+    bob.ok("POST", "/keys/upload", json={"device_keys": _device_keys(bob.s),
+                                          "one_time_keys": {"signed_curve25519:A": {
+                                              "key": "k", "signatures": {}}}})
+    body = bob.sync(since=since)
+    assert sorted(body["device_lists"]["changed"]) == sorted([alice.user_id, bob.user_id])
+    assert body["device_one_time_keys_count"] == {"signed_curve25519": 1}

@@ -1,5 +1,8 @@
 #include "myelin/service/e2e_key_service.hpp"
 
+#include <functional>
+#include <memory>
+#include <set>
 #include <utility>
 
 #include "myelin/storage/await.hpp"
@@ -8,8 +11,32 @@ namespace myelin::service {
 
 using Counts = std::vector<std::pair<std::string, std::int64_t>>;
 
+namespace {
+
+// The user and everyone sharing a joined room with them, into `out`.
+Result<void> add_room_sharers(storage::ReadTxn& txn, const std::string& user_id,
+                              std::vector<std::string>& out) {
+    std::set<std::string> users{user_id};
+    auto memberships = txn.user_memberships(user_id);
+    if (!memberships) return memberships.error();
+    for (const auto& m : *memberships) {
+        if (m.membership != "join") continue;
+        auto members = txn.room_members(m.room_id);
+        if (!members) return members.error();
+        for (auto& member : *members) {
+            if (member.membership == "join") users.insert(std::move(member.user_id));
+        }
+    }
+    out.assign(users.begin(), users.end());
+    return {};
+}
+
+}  // namespace
+
 boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
-    auto job = [upload = std::move(upload)](storage::WriteTxn& txn) -> Result<Counts> {
+    auto wake = std::make_shared<std::vector<std::string>>();
+    auto job = [upload = std::move(upload), wake](storage::WriteTxn& txn) -> Result<Counts> {
+        wake->clear();  // a PostgreSQL job may run again after a conflict
         const auto& user = upload.user_id;
         const auto& device = upload.device_id;
         if (upload.device_keys) {
@@ -22,6 +49,7 @@ boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
                     return r.error();
                 }
                 if (auto r = txn.record_device_list_change(user, device); !r) return r.error();
+                if (auto r = add_room_sharers(txn, user, *wake); !r) return r.error();
             }
         }
         for (auto key : upload.one_time) {
@@ -36,7 +64,13 @@ boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
         }
         return txn.count_one_time_keys(user, device);
     };
-    return storage::write<Counts>(db_, std::move(job));
+    std::function<void()> after_commit;
+    if (notifier_ != nullptr) {
+        after_commit = [notifier = notifier_, wake] {
+            if (!wake->empty()) notifier->notify(*wake);
+        };
+    }
+    return storage::write<Counts>(db_, std::move(job), std::move(after_commit));
 }
 
 boost::asio::awaitable<Result<std::map<std::string, std::vector<QueriedDevice>>>>

@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "myelin/core/error.hpp"
+#include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -70,8 +71,15 @@ public:
         std::pair<std::vector<std::pair<std::string, std::int64_t>>, std::vector<std::string>>>>
     counts(std::string user_id, std::string device_id);
 
+    // Wakes, after an upload that changed a device's keys, the long-polls (/sync) of the users
+    // who see that change in device_lists.changed: the uploader and everyone sharing a joined
+    // room with them. nullptr (the default): nobody is woken. Set before serving; `notifier`
+    // must outlive the service.
+    void set_notifier(UserNotifier* notifier) { notifier_ = notifier; }
+
 private:
     storage::Database& db_;
+    UserNotifier* notifier_ = nullptr;
 };
 
 }  // namespace myelin::service

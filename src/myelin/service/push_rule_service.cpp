@@ -30,6 +30,8 @@ boost::asio::awaitable<Result<PushRules>> PushRuleService::get(std::string user_
 
 boost::asio::awaitable<Result<void>> PushRuleService::modify(
     std::string user_id, std::function<Result<void>(PushRules&)> change) {
+    std::function<void()> wake;
+    if (notifier_ != nullptr) wake = [notifier = notifier_, user_id] { notifier->notify(user_id); };
     auto job = [user_id = std::move(user_id),
                 change = std::move(change)](storage::WriteTxn& txn) -> Result<void> {
         auto rules = load(txn, user_id);
@@ -40,7 +42,7 @@ boost::asio::awaitable<Result<void>> PushRuleService::modify(
         if (!pos) return pos.error();
         return {};
     };
-    return storage::write<void>(db_, std::move(job));
+    return storage::write<void>(db_, std::move(job), std::move(wake));
 }
 
 }  // namespace myelin::service

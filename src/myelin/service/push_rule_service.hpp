@@ -12,6 +12,7 @@
 
 #include "myelin/core/error.hpp"
 #include "myelin/service/push_rules.hpp"
+#include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
 namespace myelin::service {
@@ -33,8 +34,14 @@ public:
     boost::asio::awaitable<Result<void>> modify(std::string user_id,
                                                 std::function<Result<void>(PushRules&)> change);
 
+    // Wakes the user's long-polls (/sync) after each committed modify(): the rules are
+    // account data. nullptr (the default): nobody is woken. Set before serving; `notifier`
+    // must outlive the service.
+    void set_notifier(UserNotifier* notifier) { notifier_ = notifier; }
+
 private:
     storage::Database& db_;
+    UserNotifier* notifier_ = nullptr;
 };
 
 }  // namespace myelin::service
