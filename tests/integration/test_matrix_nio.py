@@ -122,3 +122,45 @@ def test_nio_wrong_password_is_a_login_error(shared_server):
     resp = run(scenario())
     err = expect(resp, nio.LoginError)
     assert err.status_code == "M_FORBIDDEN", err
+
+
+def test_nio_rooms_and_sync(shared_server):
+    """Two nio clients: create, invite, join, exchange a message, all seen through nio's own
+    /sync parsing (which validates the answers with its schemas); bob's long-poll is woken by
+    alice's message."""
+    base = shared_server.base
+
+    async def scenario():
+        alice = nio.AsyncClient(base, config=client_config())
+        bob = nio.AsyncClient(base, config=client_config())
+        try:
+            expect(await alice.register(unique_name("nioa"), unique_password()),
+                   nio.RegisterResponse)
+            expect(await bob.register(unique_name("niob"), unique_password()),
+                   nio.RegisterResponse)
+            expect(await bob.sync(timeout=0), nio.SyncResponse)
+            created = expect(await alice.room_create(name="nio room", invite=[bob.user_id]),
+                             nio.RoomCreateResponse)
+            synced = expect(await bob.sync(timeout=5000), nio.SyncResponse)
+            assert created.room_id in synced.rooms.invite, synced.rooms
+            expect(await bob.join(created.room_id), nio.JoinResponse)
+            expect(await bob.sync(timeout=0), nio.SyncResponse)
+            assert created.room_id in bob.rooms
+
+            poll = asyncio.ensure_future(bob.sync(timeout=10000))
+            await asyncio.sleep(0.5)
+            assert not poll.done()
+            started = asyncio.get_running_loop().time()
+            expect(await alice.room_send(created.room_id, "m.room.message",
+                                         {"msgtype": "m.text", "body": "hi bob"}),
+                   nio.RoomSendResponse)
+            synced = expect(await poll, nio.SyncResponse)
+            assert asyncio.get_running_loop().time() - started < 9
+            events = synced.rooms.join[created.room_id].timeline.events
+            assert [e.body for e in events if isinstance(e, nio.RoomMessageText)] == ["hi bob"]
+            assert bob.rooms[created.room_id].display_name == "nio room"
+        finally:
+            await alice.close()
+            await bob.close()
+
+    run(scenario())
