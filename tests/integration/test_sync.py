@@ -109,6 +109,13 @@ def test_timeline_limit_types_and_prev_batch(two):
                     params={"dir": "b", "from": joined["timeline"]["prev_batch"], "limit": 3})
     assert [e["content"]["body"] for e in page["chunk"]] == ["m2", "m1", "m0"]
 
+    # limit 0: no events, limited, and prev_batch still reaches the newest event.
+    joined = alice.sync(filter='{"room": {"timeline": {"limit": 0}}}')["rooms"]["join"][room]
+    assert joined["timeline"]["events"] == [] and joined["timeline"]["limited"] is True
+    page = alice.ok("GET", f"/rooms/{q(room)}/messages",
+                    params={"dir": "b", "from": joined["timeline"]["prev_batch"], "limit": 1})
+    assert [e["type"] for e in page["chunk"]] == ["org.example.s"]
+
     # A stored filter by ID applies the same way; an unknown one is 400 M_INVALID_PARAM.
     filter_id = alice.ok("POST", f"/user/{q(alice.user_id)}/filter",
                          json={"room": {"timeline": {"limit": 1}}})["filter_id"]

@@ -132,12 +132,15 @@ Result<Timeline> pick_timeline(storage::ReadTxn& txn, std::string_view room_id, 
         if (!events) return events.error();
         if (!events->empty()) t.any = true;
         for (auto& e : *events) {
-            cursor = e.stream_ordering - 1;
-            if (!timeline_wants(filter, e)) continue;
+            if (!timeline_wants(filter, e)) {
+                cursor = e.stream_ordering - 1;
+                continue;
+            }
             if (static_cast<int>(t.events.size()) == limit) {
-                t.limited = true;
+                t.limited = true;  // `cursor` still includes e: prev_batch must reach it
                 break;
             }
+            cursor = e.stream_ordering - 1;
             t.events.push_back(std::move(e));
         }
         if (t.limited) break;
