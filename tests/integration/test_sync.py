@@ -345,3 +345,19 @@ def test_device_lists_changed_only_for_users_sharing_a_room(shared_server, two):
     body = bob.sync(since=since)
     assert sorted(body["device_lists"]["changed"]) == sorted([alice.user_id, bob.user_id])
     assert body["device_one_time_keys_count"] == {"signed_curve25519": 1}
+
+
+def test_limited_incremental_sync_carries_the_state_changed_in_the_gap(two):
+    alice, bob = two
+    room = _shared_room(alice, bob)
+    since = bob.sync()["next_batch"]
+    alice.ok("PUT", f"/rooms/{q(room)}/state/m.room.name/", json={"name": "Renamed"})
+    for i in range(12):
+        alice.send(room, f"g{i}")
+    joined = bob.sync(since=since)["rooms"]["join"][room]
+    assert joined["timeline"]["limited"] is True
+    assert timeline_bodies(joined) == [f"g{i}" for i in range(2, 12)]
+    names = [e for e in joined["state"]["events"] if e["type"] == "m.room.name"]
+    assert [e["content"] for e in names] == [{"name": "Renamed"}]
+    # Only what changed after `since`: the create event is not sent again.
+    assert not any(e["type"] == "m.room.create" for e in joined["state"]["events"])
