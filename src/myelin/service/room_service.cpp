@@ -24,7 +24,6 @@ namespace {
 using boost::json::array;
 using boost::json::object;
 
-constexpr std::int64_t kNoUpperBound = std::numeric_limits<std::int64_t>::max();
 // /messages with a filter reads at most this many batches of `limit` events.
 constexpr int kMaxFilteredBatches = 10;
 
