@@ -308,6 +308,79 @@ TEST_P(ClientDataTest, ToDeviceMessagesQueuePerDeviceAndPositionsNeverRepeat) {
     EXPECT_EQ(position("@r:x", "to_device"), 4);
 }
 
+TEST_P(ClientDataTest, PruningSupersededDeviceListChangesKeepsEveryAnswerTheSame) {
+    auto record = [&](const std::string& user, const std::string& device) {
+        return write<std::int64_t>(
+            [&](WriteTxn& txn) { return txn.record_device_list_change(user, device); });
+    };
+    // a/A changes three times, b/B once, a/C twice; interleaved.
+    for (auto [user, device] : std::vector<std::pair<std::string, std::string>>{{"@a:x", "A"},
+                                                                                {"@b:x", "B"},
+                                                                                {"@a:x", "A"},
+                                                                                {"@a:x", "C"},
+                                                                                {"@a:x", "A"},
+                                                                                {"@a:x", "C"}}) {
+        record(user, device);
+    }
+    // The users changed after each position, as a set.
+    auto users_after = [&](std::int64_t pos) {
+        std::set<std::string> users;
+        for (const auto& c : read<std::vector<DeviceListChangeRecord>>(
+                 [&](ReadTxn& txn) { return txn.device_list_changes_since(pos, 100); })) {
+            users.insert(c.user_id + "/" + c.device_id);
+        }
+        return users;
+    };
+    std::vector<std::set<std::string>> before;
+    for (std::int64_t pos = 0; pos <= 6; ++pos) before.push_back(users_after(pos));
+
+    // Batches of 2: rows 1, 3 (a/A) and 4 (a/C) are superseded; 2, 5, 6 are the newest.
+    EXPECT_EQ(write<std::int64_t>(
+                  [](WriteTxn& txn) { return txn.prune_superseded_device_list_changes(2); }),
+              2);
+    EXPECT_EQ(write<std::int64_t>(
+                  [](WriteTxn& txn) { return txn.prune_superseded_device_list_changes(2); }),
+              1);
+    EXPECT_EQ(write<std::int64_t>(
+                  [](WriteTxn& txn) { return txn.prune_superseded_device_list_changes(2); }),
+              0);
+    EXPECT_EQ(write<std::int64_t>(
+                  [](WriteTxn& txn) { return txn.prune_superseded_device_list_changes(0); }),
+              0);
+    auto left = read<std::vector<DeviceListChangeRecord>>(
+        [&](ReadTxn& txn) { return txn.device_list_changes_since(0, 100); });
+    ASSERT_EQ(left.size(), 3u);
+    EXPECT_EQ(left[0].stream_pos, 2);
+    EXPECT_EQ(left[1].stream_pos, 5);
+    EXPECT_EQ(left[2].stream_pos, 6);
+    for (std::int64_t pos = 0; pos <= 6; ++pos) {
+        EXPECT_EQ(users_after(pos), before[static_cast<std::size_t>(pos)]) << "after " << pos;
+    }
+    EXPECT_EQ(record("@b:x", "B"), 7);  // positions go on from the newest, pruned or not
+}
+
+TEST_P(ClientDataTest, OldToDeviceTransactionsArePrunedOldestFirstAndCanBeReused) {
+    auto txn_fresh = [&](const std::string& txn_id, std::int64_t ts) {
+        return write<bool>(
+            [&](WriteTxn& txn) { return txn.insert_to_device_txn("@s:x", "S", txn_id, ts); });
+    };
+    EXPECT_TRUE(txn_fresh("t1", 10));
+    EXPECT_TRUE(txn_fresh("t2", 30));
+    EXPECT_TRUE(txn_fresh("t3", 20));
+    EXPECT_TRUE(txn_fresh("t4", 40));
+    auto prune = [&](std::int64_t before, int limit) {
+        return write<std::int64_t>(
+            [&](WriteTxn& txn) { return txn.prune_to_device_txns(before, limit); });
+    };
+    EXPECT_EQ(prune(40, 0), 0);
+    EXPECT_EQ(prune(40, 2), 2);         // t1 (10) and t3 (20), the oldest
+    EXPECT_FALSE(txn_fresh("t2", 50));  // kept: still recognised as a retry
+    EXPECT_TRUE(txn_fresh("t1", 50));   // pruned: a new transaction now
+    EXPECT_TRUE(txn_fresh("t3", 50));
+    EXPECT_EQ(prune(40, 10), 1);  // t2 (30); t4 at 40 is not before 40
+    EXPECT_FALSE(txn_fresh("t4", 60));
+}
+
 MYELIN_INSTANTIATE_ON_BACKENDS(ClientDataTest);
 
 }  // namespace

@@ -19,6 +19,8 @@ metrics::Counter& deleted_rows(const char* table) {
 constexpr const char* kRevocationLog = "revocation_log";
 constexpr const char* kSecurityEvents = "security_events";
 constexpr const char* kUiaSessions = "uia_sessions";
+constexpr const char* kToDeviceTxns = "to_device_txns";
+constexpr const char* kDeviceListChanges = "device_list_changes";
 
 }  // namespace
 
@@ -28,6 +30,8 @@ Housekeeping::Housekeeping(storage::Database& db, const Clock& clock,
     (void)deleted_rows(kRevocationLog);
     (void)deleted_rows(kSecurityEvents);
     (void)deleted_rows(kUiaSessions);
+    (void)deleted_rows(kToDeviceTxns);
+    (void)deleted_rows(kDeviceListChanges);
 }
 
 Housekeeping::~Housekeeping() { stop(); }
@@ -86,6 +90,29 @@ Result<HousekeepingCounts> Housekeeping::run_once() {
         if (!uia_rows) return uia_rows.error();
         counts.uia_sessions = *uia_rows;
     }
+
+    if (!stopping()) {
+        const std::int64_t txn_cutoff =
+            now -
+            std::chrono::duration_cast<std::chrono::milliseconds>(kToDeviceTxnRetention).count();
+        auto txn_rows = prune_in_batches(
+            [txn_cutoff](storage::WriteTxn& txn, int limit) {
+                return txn.prune_to_device_txns(txn_cutoff, limit);
+            },
+            kToDeviceTxns);
+        if (!txn_rows) return txn_rows.error();
+        counts.to_device_txns = *txn_rows;
+    }
+
+    if (!stopping()) {
+        auto change_rows = prune_in_batches(
+            [](storage::WriteTxn& txn, int limit) {
+                return txn.prune_superseded_device_list_changes(limit);
+            },
+            kDeviceListChanges);
+        if (!change_rows) return change_rows.error();
+        counts.device_list_changes = *change_rows;
+    }
     return counts;
 }
 
@@ -130,7 +157,15 @@ void Housekeeping::run() {
                     log::app()->debug("housekeeping: deleted {} expired UIA sessions",
                                       counts->uia_sessions);
                 }
-                if (!logs && counts->uia_sessions == 0) {
+                const std::int64_t client_rows =
+                    counts->to_device_txns + counts->device_list_changes;
+                if (client_rows > 0) {
+                    log::app()->debug(
+                        "housekeeping: deleted {} old to-device transactions and {} superseded "
+                        "device-list changes",
+                        counts->to_device_txns, counts->device_list_changes);
+                }
+                if (!logs && counts->uia_sessions == 0 && client_rows == 0) {
                     log::app()->debug("housekeeping: nothing to delete");
                 }
             }

@@ -316,6 +316,15 @@ public:
     // nothing) if that device already used `txn_id`.
     virtual Result<bool> insert_to_device_txn(std::string_view user_id, std::string_view device_id,
                                               std::string_view txn_id, std::int64_t ts) = 0;
+    // Deletes up to `limit` to-device transaction records created before `before_ts` (none when
+    // limit <= 0): a sender retrying such a transaction is no longer recognised. Returns how many
+    // were deleted.
+    virtual Result<std::int64_t> prune_to_device_txns(std::int64_t before_ts, int limit) = 0;
+    // Deletes up to `limit` device-list changes superseded by a later change of the same
+    // (user, device) (none when limit <= 0). Every "changed after position P" answer stays the
+    // same: whatever a deleted row answered, the later row of that device answers too. Returns
+    // how many were deleted.
+    virtual Result<std::int64_t> prune_superseded_device_list_changes(int limit) = 0;
     // Queues a to-device message (message.stream_pos is ignored) at the next position of the
     // recipient user's "to_device" stream and returns that position.
     virtual Result<std::int64_t> insert_to_device(const ToDeviceRecord& message) = 0;

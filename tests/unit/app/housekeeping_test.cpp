@@ -126,6 +126,55 @@ TEST_F(HousekeepingTest, MetricsExistAtZeroFromConstruction) {
     EXPECT_NE(text.find("myelin_housekeeping_deleted_rows_total{table=\"uia_sessions\"} 0"),
               std::string::npos)
         << text;
+    EXPECT_NE(text.find("myelin_housekeeping_deleted_rows_total{table=\"to_device_txns\"} 0"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("myelin_housekeeping_deleted_rows_total{table=\"device_list_changes\"} 0"),
+              std::string::npos)
+        << text;
+}
+
+TEST_F(HousekeepingTest, OldToDeviceTransactionsAndSupersededDeviceListChangesGo) {
+    const std::int64_t retention =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Housekeeping::kToDeviceTxnRetention)
+            .count();
+    auto r = storage::write_sync<void>(*db_, [&](storage::WriteTxn& txn) -> Result<void> {
+        for (auto [id, ts] : std::vector<std::pair<const char*, std::int64_t>>{
+                 {"old", kNow - retention - 1}, {"edge", kNow - retention}, {"new", kNow}}) {
+            if (auto ok = txn.insert_to_device_txn("@s:x", "S", id, ts); !ok) return ok.error();
+        }
+        for (const char* device : {"A", "A", "B", "A"}) {
+            if (auto ok = txn.record_device_list_change("@a:x", device); !ok) return ok.error();
+        }
+        return {};
+    });
+    ASSERT_TRUE(r) << r.error().message;
+    const auto txns_before = deleted("to_device_txns").value();
+    const auto changes_before = deleted("device_list_changes").value();
+
+    auto counts = make().run_once();
+    ASSERT_TRUE(counts) << counts.error().message;
+    EXPECT_EQ(counts->to_device_txns, 1);
+    EXPECT_EQ(counts->device_list_changes, 2);  // A's first two; B's and A's last stay
+    EXPECT_EQ(deleted("to_device_txns").value(), txns_before + 1);
+    EXPECT_EQ(deleted("device_list_changes").value(), changes_before + 2);
+
+    auto fresh = storage::write_sync<bool>(*db_, [](storage::WriteTxn& txn) {
+        return txn.insert_to_device_txn("@s:x", "S", "old", kNow);
+    });
+    ASSERT_TRUE(fresh);
+    EXPECT_TRUE(*fresh);  // pruned, so no longer a retry
+    auto retry = storage::write_sync<bool>(*db_, [](storage::WriteTxn& txn) {
+        return txn.insert_to_device_txn("@s:x", "S", "edge", kNow);
+    });
+    ASSERT_TRUE(retry);
+    EXPECT_FALSE(*retry);  // exactly at the cutoff: kept
+    auto changes = storage::read_sync<std::vector<storage::DeviceListChangeRecord>>(
+        *db_, [](storage::ReadTxn& txn) { return txn.device_list_changes_since(0, 10); });
+    ASSERT_TRUE(changes);
+    ASSERT_EQ(changes->size(), 2u);
+    EXPECT_EQ((*changes)[0].stream_pos, 3);
+    EXPECT_EQ((*changes)[1].stream_pos, 4);
 }
 
 TEST_F(HousekeepingTest, ExpiredUiaSessionsGoAndReleaseTheTokenUsesTheyHeld) {
@@ -221,9 +270,10 @@ TEST_F(HousekeepingTest, EveryWriteJobDeletesAtMostMaxBatchRows) {
     ASSERT_TRUE(counts) << counts.error().message;
     EXPECT_EQ(counts->revocation_log, 5);
     EXPECT_EQ(counts->security_events, 7);
-    // 5 log rows: 3 + 2; 7 events: 3 + 3 + 1; no UIA sessions: one empty job. A full batch is
-    // followed by another job, a short one ends the table.
-    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1);
+    // 5 log rows: 3 + 2; 7 events: 3 + 3 + 1; no UIA sessions, to-device transactions or
+    // device-list changes: one empty job each. A full batch is followed by another job, a short
+    // one ends the table.
+    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1 + 1 + 1);
     EXPECT_TRUE(event_times().empty());
     EXPECT_TRUE(log_times().empty());
 
@@ -231,7 +281,7 @@ TEST_F(HousekeepingTest, EveryWriteJobDeletesAtMostMaxBatchRows) {
     counts = hk.run_once();
     ASSERT_TRUE(counts);
     EXPECT_EQ(counts->revocation_log + counts->security_events + counts->uia_sessions, 0);
-    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1 + 3);
+    EXPECT_EQ(counting_->writes.load() - writes_before, 2 + 3 + 1 + 1 + 1 + 5);
 }
 
 TEST_F(HousekeepingTest, AStoppedServiceEndsItsPassAfterTheCurrentBatch) {

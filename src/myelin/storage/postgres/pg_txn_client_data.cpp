@@ -92,6 +92,16 @@ constexpr std::string_view kDeviceListChangesSince =
     "SELECT stream_pos, user_id, device_id FROM device_list_changes WHERE stream_pos > $1 "
     "ORDER BY stream_pos LIMIT $2";
 
+// As the SQLite backend's: oldest first; every change of a (user, device) but its newest.
+constexpr std::string_view kPruneToDeviceTxns =
+    "DELETE FROM to_device_txns WHERE (user_id, device_id, txn_id) IN ("
+    "SELECT user_id, device_id, txn_id FROM to_device_txns WHERE created_ts < $1 "
+    "ORDER BY created_ts LIMIT $2)";
+constexpr std::string_view kPruneSupersededDeviceListChanges =
+    "DELETE FROM device_list_changes WHERE stream_pos IN ("
+    "SELECT stream_pos FROM (SELECT stream_pos, ROW_NUMBER() OVER ("
+    "PARTITION BY user_id, device_id ORDER BY stream_pos DESC) AS newer FROM device_list_changes) "
+    "AS ranked WHERE newer > 1 ORDER BY stream_pos LIMIT $1)";
 constexpr std::string_view kInsertToDeviceTxn =
     "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) "
     "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
@@ -414,6 +424,20 @@ Result<bool> PgWriteTxn::insert_to_device_txn(std::string_view user_id, std::str
                     Params{}.add_text(user_id).add_text(device_id).add_text(txn_id).add_int(ts));
     if (!rows) return rows.error();
     return rows->affected() == 1;
+}
+
+Result<std::int64_t> PgWriteTxn::prune_to_device_txns(std::int64_t before_ts, int limit) {
+    if (limit <= 0) return std::int64_t{0};  // as the SQLite backend
+    auto rows = conn_.query(kPruneToDeviceTxns, Params{}.add_int(before_ts).add_int(limit));
+    if (!rows) return rows.error();
+    return rows->affected();
+}
+
+Result<std::int64_t> PgWriteTxn::prune_superseded_device_list_changes(int limit) {
+    if (limit <= 0) return std::int64_t{0};
+    auto rows = conn_.query(kPruneSupersededDeviceListChanges, Params{}.add_int(limit));
+    if (!rows) return rows.error();
+    return rows->affected();
 }
 
 Result<std::int64_t> PgWriteTxn::insert_to_device(const ToDeviceRecord& message) {

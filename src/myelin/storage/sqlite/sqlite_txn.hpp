@@ -155,6 +155,8 @@ public:
     Result<bool> insert_to_device_txn(std::string_view user_id, std::string_view device_id,
                                       std::string_view txn_id, std::int64_t ts) override;
     Result<std::int64_t> insert_to_device(const ToDeviceRecord& message) override;
+    Result<std::int64_t> prune_to_device_txns(std::int64_t before_ts, int limit) override;
+    Result<std::int64_t> prune_superseded_device_list_changes(int limit) override;
     Result<std::int64_t> delete_to_device_through(std::string_view user_id,
                                                   std::string_view device_id,
                                                   std::int64_t through_pos) override;

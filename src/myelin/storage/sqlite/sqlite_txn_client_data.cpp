@@ -89,6 +89,17 @@ constexpr std::string_view kDeviceListChangesSince =
     "SELECT stream_pos, user_id, device_id FROM device_list_changes WHERE stream_pos > ?1 "
     "ORDER BY stream_pos LIMIT ?2";
 
+// Oldest first, so an interrupted pass leaves the newest transactions.
+constexpr std::string_view kPruneToDeviceTxns =
+    "DELETE FROM to_device_txns WHERE (user_id, device_id, txn_id) IN ("
+    "SELECT user_id, device_id, txn_id FROM to_device_txns WHERE created_ts < ?1 "
+    "ORDER BY created_ts LIMIT ?2)";
+// Every change of a (user, device) but its newest.
+constexpr std::string_view kPruneSupersededDeviceListChanges =
+    "DELETE FROM device_list_changes WHERE stream_pos IN ("
+    "SELECT stream_pos FROM (SELECT stream_pos, ROW_NUMBER() OVER ("
+    "PARTITION BY user_id, device_id ORDER BY stream_pos DESC) AS newer FROM device_list_changes) "
+    "WHERE newer > 1 ORDER BY stream_pos LIMIT ?1)";
 constexpr std::string_view kInsertToDeviceTxn =
     "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) "
     "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
@@ -457,6 +468,25 @@ Result<bool> SqliteWriteTxn::insert_to_device_txn(std::string_view user_id,
     (*stmt)->bind_int(4, ts);
     if (auto r = (*stmt)->run(); !r) return r.error();
     return conn_.changes() == 1;
+}
+
+Result<std::int64_t> SqliteWriteTxn::prune_to_device_txns(std::int64_t before_ts, int limit) {
+    if (limit <= 0) return std::int64_t{0};  // SQLite reads a negative LIMIT as "no limit"
+    auto stmt = conn_.prepare(kPruneToDeviceTxns);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, before_ts);
+    (*stmt)->bind_int(2, limit);
+    if (auto r = (*stmt)->run(); !r) return r.error();
+    return conn_.changes();
+}
+
+Result<std::int64_t> SqliteWriteTxn::prune_superseded_device_list_changes(int limit) {
+    if (limit <= 0) return std::int64_t{0};
+    auto stmt = conn_.prepare(kPruneSupersededDeviceListChanges);
+    if (!stmt) return stmt.error();
+    (*stmt)->bind_int(1, limit);
+    if (auto r = (*stmt)->run(); !r) return r.error();
+    return conn_.changes();
 }
 
 Result<std::int64_t> SqliteWriteTxn::insert_to_device(const ToDeviceRecord& message) {
