@@ -159,6 +159,8 @@ struct Stack {
                    .client_data = client_data,
                    .rooms = rooms,
                    .sync = sync,
+                   .typing = typing,
+                   .receipts = receipts,
                    .signing_key = signing_key,
                    .clock = clock} {
         sessions.set_rate_limiter(&rate_limiter);
@@ -190,7 +192,9 @@ struct Stack {
     events::SigningKey signing_key;
     service::RoomService rooms;
     service::UserNotifier notifier;
-    service::SyncService sync{*db, notifier};
+    service::TypingService typing{*db, clock};
+    service::ReceiptService receipts{*db, clock};
+    service::SyncService sync{*db, notifier, typing};
     service::AdminService admin;
     api::Services services;
     api::Router router;

@@ -148,5 +148,17 @@ TEST(SqliteQueryPlan, RoomEventsAndMembershipChangesSeekByPosition) {
               std::string::npos);
 }
 
+// /sync's receipts of a room after a position (migration 9) seek through their index.
+TEST(SqliteQueryPlan, RoomReceiptsSeekByPosition) {
+    MigratedFile file;
+    sqlite3* raw = file.raw();
+    ASSERT_NE(raw, nullptr);
+    std::string plan = plan_of(raw, std::string(room_sql::kRoomReceiptsSince).c_str());
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+    EXPECT_NE(plan.find("receipts_by_position (room_id=? AND stream_pos>?)"), std::string::npos)
+        << plan;
+}
+
 }  // namespace
 }  // namespace myelin::storage

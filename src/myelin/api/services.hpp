@@ -9,10 +9,12 @@
 #include "myelin/service/account_service.hpp"
 #include "myelin/service/client_data_services.hpp"
 #include "myelin/service/device_service.hpp"
+#include "myelin/service/receipt_service.hpp"
 #include "myelin/service/registration_tokens.hpp"
 #include "myelin/service/room_service.hpp"
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/sync_service.hpp"
+#include "myelin/service/typing_service.hpp"
 #include "myelin/service/uia.hpp"
 
 namespace myelin::api {
@@ -30,6 +32,9 @@ struct Services {
     service::RoomService& rooms;
     // GET /sync (issue #8 §3).
     service::SyncService& sync;
+    // Typing notifications and receipts / read markers (issue #8 §3, ephemeral events).
+    service::TypingService& typing;
+    service::ReceiptService& receipts;
     const events::SigningKey& signing_key;  // the server's event signing key
     const Clock& clock;
 };

@@ -72,6 +72,8 @@ struct App::Impl {
     std::unique_ptr<service::RoomService> rooms;
     // Wakes /sync long-polls; the services that commit what a user syncs notify it.
     service::UserNotifier notifier;
+    std::unique_ptr<service::TypingService> typing;
+    std::unique_ptr<service::ReceiptService> receipts;
     std::unique_ptr<service::SyncService> sync;
     std::unique_ptr<api::Services> services;
     std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
@@ -228,7 +230,11 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->client_data->to_device.set_notifier(&impl->notifier);
     impl->client_data->push_rules.set_notifier(&impl->notifier);
     impl->client_data->keys.set_notifier(&impl->notifier);
-    impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier);
+    impl->typing = std::make_unique<service::TypingService>(*impl->db, impl->clock);
+    impl->typing->set_notifier(&impl->notifier);
+    impl->receipts = std::make_unique<service::ReceiptService>(*impl->db, impl->clock);
+    impl->receipts->set_notifier(&impl->notifier);
+    impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier, *impl->typing);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,
@@ -239,6 +245,8 @@ Result<std::unique_ptr<App>> App::create(Config config) {
                       .client_data = *impl->client_data,
                       .rooms = *impl->rooms,
                       .sync = *impl->sync,
+                      .typing = *impl->typing,
+                      .receipts = *impl->receipts,
                       .signing_key = *impl->signing_key,
                       .clock = impl->clock});
     api::client::add_client_routes(impl->router, *impl->services);
@@ -347,6 +355,7 @@ Result<void> App::run() {
         log::app()->info("signal {} received: shutting down", signal_number);
         impl.server->stop();
         impl.notifier.shutdown();  // /sync long-polls answer now instead of at their timeout
+        impl.typing->shutdown();   // typing timeouts would keep the network threads running
         if (impl.metrics_server) impl.metrics_server->stop();
     });
     std::function<void(const boost::system::error_code&, int)> on_hangup =

@@ -209,8 +209,8 @@ struct Batch {
 class Collector {
 public:
     Collector(storage::ReadTxn& txn, const Actor& actor, const SyncRequest& request,
-              const SyncFilter& filter)
-        : txn_(txn), actor_(actor), request_(request), filter_(filter) {}
+              const SyncFilter& filter, const TypingService& typing)
+        : txn_(txn), actor_(actor), request_(request), filter_(filter), typing_(typing) {}
 
     Result<Batch> run() {
         if (auto r = read_positions(); !r) return r.error();
@@ -246,13 +246,17 @@ private:
         if (!to_device) return to_device.error();
         auto device_lists = txn_.stream_position("", "device_lists");
         if (!device_lists) return device_lists.error();
-        next_ = SyncToken{*events, *account_data, *to_device, *device_lists};
+        auto receipts = txn_.stream_position("", "receipts");
+        if (!receipts) return receipts.error();
+        // The typing serial is set by read_rooms(), with the typing snapshot.
+        next_ = SyncToken{*events, *account_data, *to_device, *device_lists, *receipts, 0};
         if (request_.since) {
             // Never hand out a token behind the one presented.
             next_.events = std::max(next_.events, request_.since->events);
             next_.account_data = std::max(next_.account_data, request_.since->account_data);
             next_.to_device = std::max(next_.to_device, request_.since->to_device);
             next_.device_lists = std::max(next_.device_lists, request_.since->device_lists);
+            next_.receipts = std::max(next_.receipts, request_.since->receipts);
         }
         return {};
     }
@@ -285,6 +289,13 @@ private:
     Result<void> read_rooms() {
         auto memberships = txn_.user_memberships(actor_.user_id);
         if (!memberships) return memberships.error();
+        std::vector<std::string> joined;
+        for (const auto& m : *memberships) {
+            if (!m.forgotten && m.membership == "join" && room_wanted(filter_, m.room_id)) {
+                joined.push_back(m.room_id);
+            }
+        }
+        read_typing(joined);
         for (const auto& m : *memberships) {
             if (m.forgotten || !room_wanted(filter_, m.room_id)) continue;
             Result<void> r;
@@ -301,6 +312,60 @@ private:
         return {};
     }
 
+    // The typing snapshot of the joined rooms, and the token's typing serial. A `since` whose
+    // serial is not of this process (from before a restart, or from another instance) gets
+    // every joined room's typing set, and this process's serial from then on.
+    void read_typing(const std::vector<std::string>& joined) {
+        typing_snapshot_ = typing_.snapshot(joined);
+        next_.typing = typing_snapshot_.serial;
+        typing_reset_ = request_.since && (request_.since->typing < typing_.first_serial() ||
+                                           request_.since->typing > typing_snapshot_.serial);
+    }
+
+    // The room's ephemeral events: m.typing and m.receipt, as described in the header.
+    Result<array> ephemeral_events(const std::string& room_id, bool whole_room) {
+        array out;
+        std::vector<std::string> typing_users;
+        std::int64_t typing_serial = 0;
+        if (auto it = typing_snapshot_.rooms.find(room_id); it != typing_snapshot_.rooms.end()) {
+            typing_users = it->second.user_ids;
+            typing_serial = it->second.serial;
+        }
+        bool send_typing = false;
+        if (initial() || whole_room) {
+            send_typing = !typing_users.empty();
+        } else {
+            send_typing = typing_reset_ || typing_serial > request_.since->typing;
+        }
+        if (send_typing) {
+            array ids;
+            for (auto& u : typing_users) ids.emplace_back(std::move(u));
+            out.emplace_back(
+                object{{"type", "m.typing"}, {"content", object{{"user_ids", std::move(ids)}}}});
+        }
+
+        const std::int64_t after = initial() || whole_room ? 0 : request_.since->receipts;
+        auto receipts = txn_.room_receipts_since(room_id, after, actor_.user_id);
+        if (!receipts) return receipts.error();
+        if (!receipts->empty()) {
+            object content;  // event ID -> receipt type -> user ID -> {ts, thread_id?}
+            for (const auto& r : *receipts) {
+                if (r.stream_pos > next_.receipts) continue;  // not covered by next_batch
+                object receipt{{"ts", r.ts}};
+                if (!r.thread_id.empty()) receipt["thread_id"] = r.thread_id;
+                auto& by_type = content[r.event_id];
+                if (!by_type.is_object()) by_type = object{};
+                auto& by_user = by_type.as_object()[r.receipt_type];
+                if (!by_user.is_object()) by_user = object{};
+                by_user.as_object()[r.user_id] = std::move(receipt);
+            }
+            if (!content.empty()) {
+                out.emplace_back(object{{"type", "m.receipt"}, {"content", std::move(content)}});
+            }
+        }
+        return out;
+    }
+
     Result<void> joined_room(const storage::MembershipRecord& m) {
         const bool joined_since = !initial() && m.stream_ordering > since_events();
         const bool whole = initial() || joined_since || request_.full_state;
@@ -309,7 +374,9 @@ private:
         const bool has_account_data = found != room_account_data_.end();
         auto timeline = pick_timeline(txn_, m.room_id, after, next_.events, filter_);
         if (!timeline) return timeline.error();
-        if (!whole && !timeline->any && !has_account_data) return {};
+        auto ephemeral = ephemeral_events(m.room_id, initial() || joined_since);
+        if (!ephemeral) return ephemeral.error();
+        if (!whole && !timeline->any && !has_account_data && ephemeral->empty()) return {};
 
         std::set<std::string_view> in_timeline;
         for (const auto& e : timeline->events) in_timeline.insert(e.event_id);
@@ -338,7 +405,7 @@ private:
         array account_data;
         if (has_account_data) account_data = std::move(found->second);
         room["account_data"] = object{{"events", std::move(account_data)}};
-        room["ephemeral"] = object{{"events", array{}}};
+        room["ephemeral"] = object{{"events", std::move(*ephemeral)}};
         join_[m.room_id] = std::move(room);
         batch_.has_updates = true;
         return {};
@@ -445,6 +512,9 @@ private:
     const Actor& actor_;
     const SyncRequest& request_;
     const SyncFilter& filter_;
+    const TypingService& typing_;
+    TypingSet::Snapshot typing_snapshot_;
+    bool typing_reset_ = false;
     Batch batch_;
     SyncToken next_;
     std::vector<std::string> joined_rooms_;
@@ -456,7 +526,8 @@ private:
 };
 
 // The read job of one sync pass: resolves a stored filter, then collects.
-Result<Batch> collect(storage::ReadTxn& txn, const Actor& actor, const SyncRequest& request) {
+Result<Batch> collect(storage::ReadTxn& txn, const Actor& actor, const SyncRequest& request,
+                      const TypingService& typing) {
     SyncFilter filter = request.filter;
     if (request.filter_id) {
         auto stored = txn.find_filter(actor.user_id, *request.filter_id);
@@ -464,7 +535,7 @@ Result<Batch> collect(storage::ReadTxn& txn, const Actor& actor, const SyncReque
         if (!*stored) return errors::invalid_param("No such filter");
         filter = parse_sync_filter(json_object_or_empty(**stored));
     }
-    return Collector(txn, actor, request, filter).run();
+    return Collector(txn, actor, request, filter, typing).run();
 }
 
 }  // namespace
@@ -492,8 +563,9 @@ SyncFilter parse_sync_filter(const object& filter) {
 boost::asio::awaitable<Result<object>> SyncService::sync(Actor actor, SyncRequest request) {
     // Read the wake counter before storage: a commit after the read raises it (no lost wake-up).
     const std::uint64_t counter = notifier_.counter(actor.user_id);
-    auto first_job = [actor, request](storage::ReadTxn& txn) {
-        return collect(txn, actor, request);
+    const TypingService& typing = typing_;
+    auto first_job = [actor, request, &typing](storage::ReadTxn& txn) {
+        return collect(txn, actor, request, typing);
     };
     auto first_read = storage::read<Batch>(db_, std::move(first_job));
     Result<Batch> batch = co_await std::move(first_read);
@@ -504,8 +576,8 @@ boost::asio::awaitable<Result<object>> SyncService::sync(Actor actor, SyncReques
         co_await std::move(waiting);
         request.filter = batch->filter;
         request.filter_id.reset();
-        auto again_job = [actor, request](storage::ReadTxn& txn) {
-            return collect(txn, actor, request);
+        auto again_job = [actor, request, &typing](storage::ReadTxn& txn) {
+            return collect(txn, actor, request, typing);
         };
         auto again_read = storage::read<Batch>(db_, std::move(again_job));
         Result<Batch> again = co_await std::move(again_read);

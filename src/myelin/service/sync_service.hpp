@@ -16,7 +16,10 @@
 //   incremental: the events after `since` (at most `limit`, `limited` when more were there, and
 //   then the current state events that changed in the gap), skipped when nothing changed.
 //   prev_batch is a /rooms/{roomId}/messages token (dir=b) for the events before the timeline.
-//   Per-room account data.
+//   Per-room account data. `ephemeral`: m.typing (initial sync or a room joined after `since`:
+//   when someone is typing; incremental: when the room's typing set changed after `since`) and
+//   m.receipt (the receipts after `since`, all on an initial sync; m.read.private only the
+//   user's own).
 // - rooms.invite: invites (initial: all; incremental: those after `since`) with stripped state
 //   (create, name, topic, avatar, join rules, canonical alias, encryption, the invite itself).
 // - rooms.leave: incremental only: rooms left (or banned from) after `since`, with the events
@@ -44,6 +47,7 @@
 #include "myelin/core/error.hpp"
 #include "myelin/service/room_service.hpp"
 #include "myelin/service/sync_token.hpp"
+#include "myelin/service/typing_service.hpp"
 #include "myelin/service/user_notifier.hpp"
 #include "myelin/storage/database.hpp"
 
@@ -75,8 +79,9 @@ struct SyncRequest {
 
 class SyncService {
 public:
-    // `db` and `notifier` must outlive the service.
-    SyncService(storage::Database& db, UserNotifier& notifier) : db_(db), notifier_(notifier) {}
+    // `db`, `notifier` and `typing` must outlive the service.
+    SyncService(storage::Database& db, UserNotifier& notifier, const TypingService& typing)
+        : db_(db), notifier_(notifier), typing_(typing) {}
 
     // The sync answer (sync.yaml's 200 body). With `since` and a timeout, waits (without a
     // thread) until something for the user is committed or the timeout passes, then answers
@@ -87,6 +92,7 @@ public:
 private:
     storage::Database& db_;
     UserNotifier& notifier_;
+    const TypingService& typing_;
 };
 
 }  // namespace myelin::service

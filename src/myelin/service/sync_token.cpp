@@ -15,13 +15,17 @@ std::string format_sync_token(const SyncToken& token) {
     out += std::to_string(token.to_device);
     out += '_';
     out += std::to_string(token.device_lists);
+    out += '_';
+    out += std::to_string(token.receipts);
+    out += '_';
+    out += std::to_string(token.typing);
     return out;
 }
 
 std::optional<SyncToken> parse_sync_token(std::string_view text) {
-    // Four 19-digit numbers, three separators and the prefix at most.
-    if (text.size() < 8 || text.size() > 80 || text[0] != 's') return std::nullopt;
-    std::array<std::int64_t, 4> parts{};
+    // Six 19-digit numbers, five separators and the prefix at most.
+    if (text.size() < 12 || text.size() > 120 || text[0] != 's') return std::nullopt;
+    std::array<std::int64_t, 6> parts{};
     std::size_t pos = 1;
     for (std::size_t i = 0; i < parts.size(); ++i) {
         if (i > 0) {
@@ -36,7 +40,7 @@ std::optional<SyncToken> parse_sync_token(std::string_view text) {
         pos = static_cast<std::size_t>(ptr - text.data());
     }
     if (pos != text.size()) return std::nullopt;
-    return SyncToken{parts[0], parts[1], parts[2], parts[3]};
+    return SyncToken{parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]};
 }
 
 }  // namespace myelin::service

@@ -168,6 +168,12 @@ public:
     // `limit` (none when limit <= 0).
     virtual Result<std::vector<RoomRecord>> public_rooms(std::string_view after_room_id,
                                                          int limit) = 0;
+    // The room's receipts with stream_pos > `after_pos` that `viewer` may see (every "m.read",
+    // and "m.read.private" only of the viewer), ordered by stream_pos. Every receipt of the room
+    // is at most (members x receipt types x threads), so there is no limit.
+    virtual Result<std::vector<ReceiptRecord>> room_receipts_since(std::string_view room_id,
+                                                                   std::int64_t after_pos,
+                                                                   std::string_view viewer) = 0;
 };
 
 // Mutations. Inside one write job they are atomic: all of a job's changes commit together or
@@ -358,6 +364,11 @@ public:
     // Lists the room in (or removes it from) the public room directory. Returns false if there
     // is no such room.
     virtual Result<bool> set_room_public(std::string_view room_id, bool is_public) = 0;
+    // Stores the receipt (receipt.stream_pos is ignored) at the next position of the global
+    // "receipts" stream and returns that position, unless the stored receipt of the same
+    // (room_id, user_id, receipt_type, thread_id) is at or after receipt.event_stream_ordering:
+    // then nothing changes and the answer is nullopt (receipts only move forward).
+    virtual Result<std::optional<std::int64_t>> put_receipt(const ReceiptRecord& receipt) = 0;
 };
 
 // A read job runs on a reader thread with a read transaction (a consistent snapshot). `txn` is

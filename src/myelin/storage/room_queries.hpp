@@ -144,6 +144,18 @@ public:
         return exec_.template all<RoomRecord>(
             room_sql::kPublicRooms, {Param::text(after_room_id), Param::integer(limit)}, kReadRoom);
     }
+    Result<std::vector<ReceiptRecord>> room_receipts_since(std::string_view room_id,
+                                                           std::int64_t after_pos,
+                                                           std::string_view viewer) override {
+        return exec_.template all<ReceiptRecord>(
+            room_sql::kRoomReceiptsSince,
+            {Param::text(room_id), Param::integer(after_pos), Param::text(viewer)},
+            [](const auto& r) {
+                return ReceiptRecord{r.column_text(0), r.column_text(1), r.column_text(2),
+                                     r.column_text(3), r.column_text(4), r.column_int(5),
+                                     r.column_int(6),  r.column_int(7)};
+            });
+    }
 
 protected:
     Exec exec_;
@@ -243,6 +255,27 @@ Result<bool> set_room_public(Exec& exec, std::string_view room_id, bool is_publi
     auto n = exec.run(room_sql::kSetRoomPublic, {Param::text(room_id), Param::boolean(is_public)});
     if (!n) return n.error();
     return *n == 1;
+}
+
+template <typename Exec>
+Result<std::optional<std::int64_t>> put_receipt(Exec& exec, const ReceiptRecord& r) {
+    auto stored =
+        exec.template one<std::int64_t>(room_sql::kReceiptPosition,
+                                        {Param::text(r.room_id), Param::text(r.user_id),
+                                         Param::text(r.receipt_type), Param::text(r.thread_id)},
+                                        kReadInt);
+    if (!stored) return stored.error();
+    if (*stored && **stored >= r.event_stream_ordering) return std::optional<std::int64_t>();
+    auto position = exec.template one<std::int64_t>(room_sql::kNextReceiptPosition, {}, kReadInt);
+    if (!position) return position.error();
+    if (!*position) return errors::internal("the receipts stream counter returned no position");
+    auto n = exec.run(
+        room_sql::kPutReceipt,
+        {Param::text(r.room_id), Param::text(r.user_id), Param::text(r.receipt_type),
+         Param::text(r.thread_id), Param::text(r.event_id), Param::integer(r.event_stream_ordering),
+         Param::integer(r.ts), Param::integer(**position)});
+    if (!n) return n.error();
+    return std::optional<std::int64_t>(**position);
 }
 
 }  // namespace myelin::storage::room_queries

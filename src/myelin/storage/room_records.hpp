@@ -110,4 +110,20 @@ struct TransactionRecord {
     std::int64_t ts = 0;
 };
 
+// A read receipt (receipts.yaml): the newest event a user has read in a room, per receipt type
+// ("m.read", or "m.read.private", which only its owner sees) and thread ("" for an unthreaded
+// receipt, "main", or a thread root's event ID). One per (room_id, user_id, receipt_type,
+// thread_id); it only moves forward in the room's stream order. Every stored change takes the
+// next position of the global "receipts" stream (stream_positions), which /sync reads.
+struct ReceiptRecord {
+    std::string room_id;
+    std::string user_id;
+    std::string receipt_type;
+    std::string thread_id;
+    std::string event_id;
+    std::int64_t event_stream_ordering = 0;  // of event_id: where the receipt is in the room
+    std::int64_t ts = 0;                     // when the receipt was sent
+    std::int64_t stream_pos = 0;             // the receipts-stream position of its last change
+};
+
 }  // namespace myelin::storage

@@ -111,6 +111,29 @@ inline constexpr std::string_view kInsertExtremity =
 inline constexpr std::string_view kRedactEvent =
     "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1";
 
+// Receipts (put_receipt, room_receipts_since).
+#define MYELIN_RECEIPT_COLUMNS                                                         \
+    "room_id, user_id, receipt_type, thread_id, event_id, event_stream_ordering, ts, " \
+    "stream_pos "
+inline constexpr std::string_view kReceiptPosition =
+    "SELECT event_stream_ordering FROM receipts "
+    "WHERE room_id = ?1 AND user_id = ?2 AND receipt_type = ?3 AND thread_id = ?4";
+inline constexpr std::string_view kNextReceiptPosition =
+    "INSERT INTO stream_positions (scope, stream, position) VALUES ('', 'receipts', 1) "
+    "ON CONFLICT (scope, stream) DO UPDATE SET position = stream_positions.position + 1 "
+    "RETURNING position";
+inline constexpr std::string_view kPutReceipt =
+    "INSERT INTO receipts (" MYELIN_RECEIPT_COLUMNS
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET "
+    "event_id = excluded.event_id, event_stream_ordering = excluded.event_stream_ordering, "
+    "ts = excluded.ts, stream_pos = excluded.stream_pos";
+inline constexpr std::string_view kRoomReceiptsSince =
+    "SELECT " MYELIN_RECEIPT_COLUMNS
+    "FROM receipts WHERE room_id = ?1 AND stream_pos > ?2 "
+    "AND (receipt_type <> 'm.read.private' OR user_id = ?3) ORDER BY stream_pos";
+
+#undef MYELIN_RECEIPT_COLUMNS
 #undef MYELIN_EVENT_COLUMNS
 #undef MYELIN_MEMBERSHIP_COLUMNS
 

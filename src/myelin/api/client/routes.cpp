@@ -19,6 +19,8 @@ void add_client_routes(Router& router, Services& services) {
     add_to_device_routes(router, services);
     add_room_routes(router, services);
     add_sync_routes(router, services);
+    add_typing_routes(router, services);
+    add_receipt_routes(router, services);
 }
 
 }  // namespace myelin::api::client

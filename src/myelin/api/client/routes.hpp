@@ -43,6 +43,10 @@ void add_e2e_key_routes(Router& router, Services& services);
 // PUT /sendToDevice/{eventType}/{txnId}.
 void add_to_device_routes(Router& router, Services& services);
 void add_sync_routes(Router& router, Services& services);
+// PUT /rooms/{roomId}/typing/{userId}.
+void add_typing_routes(Router& router, Services& services);
+// POST /rooms/{roomId}/receipt/{receiptType}/{eventId}, POST /rooms/{roomId}/read_markers.
+void add_receipt_routes(Router& router, Services& services);
 
 // All of the above.
 void add_client_routes(Router& router, Services& services);

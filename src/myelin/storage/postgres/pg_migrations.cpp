@@ -287,6 +287,20 @@ CREATE TABLE room_aliases (
 );
 CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
 )sql"},
+    Migration{9, "read receipts", R"sql(
+CREATE TABLE receipts (
+    room_id               TEXT COLLATE "C" NOT NULL,
+    user_id               TEXT COLLATE "C" NOT NULL,
+    receipt_type          TEXT COLLATE "C" NOT NULL,
+    thread_id             TEXT COLLATE "C" NOT NULL,
+    event_id              TEXT COLLATE "C" NOT NULL,
+    event_stream_ordering BIGINT NOT NULL,
+    ts                    BIGINT NOT NULL,
+    stream_pos            BIGINT NOT NULL,
+    PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+);
+CREATE INDEX receipts_by_position ON receipts (room_id, stream_pos);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

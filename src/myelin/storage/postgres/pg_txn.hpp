@@ -173,6 +173,7 @@ public:
     Result<bool> insert_room_alias(const RoomAliasRecord& alias) override;
     Result<bool> delete_room_alias(std::string_view alias) override;
     Result<bool> set_room_public(std::string_view room_id, bool is_public) override;
+    Result<std::optional<std::int64_t>> put_receipt(const ReceiptRecord& receipt) override;
 };
 
 }  // namespace myelin::storage::pg

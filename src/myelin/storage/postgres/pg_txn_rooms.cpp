@@ -38,4 +38,8 @@ Result<bool> PgWriteTxn::set_room_public(std::string_view room_id, bool is_publi
     return room_queries::set_room_public(this->exec_, room_id, is_public);
 }
 
+Result<std::optional<std::int64_t>> PgWriteTxn::put_receipt(const ReceiptRecord& receipt) {
+    return room_queries::put_receipt(this->exec_, receipt);
+}
+
 }  // namespace myelin::storage::pg

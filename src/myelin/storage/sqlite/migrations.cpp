@@ -284,6 +284,22 @@ CREATE TABLE room_aliases (
 ) WITHOUT ROWID, STRICT;
 CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
 )sql"},
+    // Read receipts (ReceiptRecord): one row per (room, user, type, thread), replaced as it moves
+    // forward; stream_pos is its position on the global "receipts" stream.
+    Migration{9, "read receipts", R"sql(
+CREATE TABLE receipts (
+    room_id               TEXT NOT NULL,
+    user_id               TEXT NOT NULL,
+    receipt_type          TEXT NOT NULL,
+    thread_id             TEXT NOT NULL,
+    event_id              TEXT NOT NULL,
+    event_stream_ordering INTEGER NOT NULL,
+    ts                    INTEGER NOT NULL,
+    stream_pos            INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX receipts_by_position ON receipts (room_id, stream_pos);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

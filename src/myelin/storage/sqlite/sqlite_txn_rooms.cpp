@@ -38,4 +38,8 @@ Result<bool> SqliteWriteTxn::set_room_public(std::string_view room_id, bool is_p
     return room_queries::set_room_public(this->exec_, room_id, is_public);
 }
 
+Result<std::optional<std::int64_t>> SqliteWriteTxn::put_receipt(const ReceiptRecord& receipt) {
+    return room_queries::put_receipt(this->exec_, receipt);
+}
+
 }  // namespace myelin::storage::sqlite

@@ -48,6 +48,9 @@ constexpr std::array kRules{
     copy("room_forward_extremities"),
     copy("room_transactions"),
     copy("room_aliases"),
+    // Read receipts (migration 9); their position counter ('', 'receipts') is a row of
+    // stream_positions, copied above.
+    copy("receipts"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
