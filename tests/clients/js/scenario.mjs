@@ -9,7 +9,7 @@
 // so that the Python side validates each response body against the spec's schemas. A failed
 // step does not stop the steps that do not depend on it: typing and receipts come last and
 // fail on their own. Crypto is off (no initRustCrypto). Exit status 0 once all steps ran, whatever
-// their outcome; 2 on a usage error.
+// their outcome; 2 on a usage error. MYELIN_JS_LOG=debug|info|warn sets the SDK's log level.
 
 import { writeFileSync, appendFileSync } from "node:fs";
 import {
@@ -324,6 +324,7 @@ await step("token_expiry_refreshed_by_sdk", ["message_alice_to_bob", "message_bo
         throw new Error(`${who}'s SDK did not refresh its expired access token`);
       }
       if (u.loggedOut.length > 0) throw new Error(`${who} was logged out: ${u.loggedOut}`);
+      if (u.syncStates.includes("ERROR")) throw new Error(`${who}'s sync failed: ${u.syncError}`);
       if (u.client.getAccessToken() === u.firstAccessToken) {
         throw new Error(`${who} still uses the first access token`);
       }
