@@ -3,7 +3,10 @@
 # Runs apt-get as root, or through sudo. Nothing is downloaded at build time. `postgresql` (the
 # server) is for the PostgreSQL storage tests: scripts/pg-test-cluster.sh starts throwaway
 # clusters from its binaries; Debian's default cluster it may create is not used. `openssl` (the
-# CLI) makes the self-signed certificates of the TLS tests.
+# CLI) makes the self-signed certificates of the TLS tests. Node.js and npm (for the matrix-js-sdk
+# integration tests, tests/clients/js) are expected at /usr/bin; when either is missing, Debian's
+# `nodejs npm` are installed, but Debian 12's nodejs is 18 and matrix-js-sdk 37.5.0 needs >= 20:
+# the tests then fail with a message that says so (.ci/run checks this before building).
 set -euo pipefail
 
 packages=(
@@ -17,6 +20,10 @@ packages=(
   wrk nginx-light
   postgresql
 )
+
+if [ ! -x /usr/bin/node ] || [ ! -x /usr/bin/npm ]; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
