@@ -48,6 +48,9 @@ constexpr std::array kRules{
     copy("room_forward_extremities"),
     copy("room_transactions"),
     copy("room_aliases"),
+    // Cross-signing (migration 9).
+    copy("cross_signing_keys"),
+    copy("key_signatures"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
