@@ -228,6 +228,7 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->client_data->to_device.set_notifier(&impl->notifier);
     impl->client_data->push_rules.set_notifier(&impl->notifier);
     impl->client_data->keys.set_notifier(&impl->notifier);
+    impl->client_data->cross_signing.set_notifier(&impl->notifier);
     impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
