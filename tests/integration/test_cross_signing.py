@@ -328,3 +328,11 @@ def test_cross_signing_changes_show_in_a_room_mates_device_lists(shared_server, 
     alice.upload_signing_keys()
     r = shared_server.get(V3 + "/sync", headers=bob.h, params={"since": since, "timeout": 0})
     assert alice.user_id not in r.json().get("device_lists", {}).get("changed", [])
+
+
+def test_signature_upload_of_too_many_keys_is_refused(alice):
+    body = {alice.user_id: {f"K{i}": {} for i in range(1001)}}
+    assert_matrix_error(alice.post("/keys/signatures/upload", body), 400, "M_BAD_JSON")
+    # At the limit the request is served (each unknown key is a failure).
+    body = {alice.user_id: {f"K{i}": {} for i in range(1000)}}
+    assert len(alice.upload_signatures(body)[alice.user_id]) == 1000
