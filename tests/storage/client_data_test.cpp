@@ -379,6 +379,65 @@ TEST_P(ClientDataTest, OldToDeviceTransactionsArePrunedOldestFirstAndCanBeReused
     EXPECT_TRUE(txn_fresh("t3", 50));
     EXPECT_EQ(prune(40, 10), 1);  // t2 (30); t4 at 40 is not before 40
     EXPECT_FALSE(txn_fresh("t4", 60));
+TEST_P(ClientDataTest, CrossSigningKeysAreOnePerUserAndType) {
+    auto put = [&](const std::string& user, const std::string& type, const std::string& pub,
+                   const std::string& json) {
+        write<void>([&](WriteTxn& txn) {
+            return txn.upsert_cross_signing_key({user, type, pub, json});
+        });
+    };
+    auto list = [&](const std::string& user) {
+        return read<std::vector<CrossSigningKeyRecord>>(
+            [&](ReadTxn& txn) { return txn.list_cross_signing_keys(user); });
+    };
+    put("@a:x", "self_signing", "S1", R"({"s":1})");
+    put("@a:x", "master", "M1", R"({"m":1})");
+    put("@b:x", "master", "BM", R"({"b":1})");
+    put("@a:x", "master", "M2", R"({"m":2})");  // replaces M1
+    auto a = list("@a:x");
+    ASSERT_EQ(a.size(), 2u);
+    EXPECT_EQ(a[0].key_type, "master");
+    EXPECT_EQ(a[0].public_key, "M2");
+    EXPECT_EQ(a[0].key_json, R"({"m":2})");
+    EXPECT_EQ(a[1].key_type, "self_signing");
+    EXPECT_EQ(a[1].public_key, "S1");
+    EXPECT_EQ(list("@b:x").size(), 1u);
+    EXPECT_TRUE(list("@c:x").empty());
+}
+
+TEST_P(ClientDataTest, KeySignaturesAreKeptPerTargetAndSignerAndGoWithTheDevice) {
+    auto sign = [&](const std::string& target_key, const std::string& signer,
+                    const std::string& signer_key, const std::string& sig) {
+        write<void>([&](WriteTxn& txn) {
+            return txn.upsert_key_signature({"@a:x", target_key, signer, signer_key, sig});
+        });
+    };
+    auto list = [&](const std::string& user) {
+        return read<std::vector<KeySignatureRecord>>(
+            [&](ReadTxn& txn) { return txn.list_key_signatures(user); });
+    };
+    write<void>([&](WriteTxn& txn) { return txn.upsert_device_keys({"@a:x", "DEV", "{}"}); });
+    sign("MASTER", "@b:x", "ed25519:BUSK", "s1");
+    sign("DEV", "@a:x", "ed25519:SSK", "s2");
+    sign("DEV", "@a:x", "ed25519:SSK", "s3");  // replaces s2
+    sign("OTHER", "@a:x", "ed25519:SSK", "s4");
+    auto all = list("@a:x");
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[0].target_key, "DEV");
+    EXPECT_EQ(all[0].signature, "s3");
+    EXPECT_EQ(all[1].target_key, "MASTER");
+    EXPECT_EQ(all[1].signer_user, "@b:x");
+    EXPECT_EQ(all[1].signer_key_id, "ed25519:BUSK");
+    EXPECT_EQ(all[2].target_key, "OTHER");
+    EXPECT_TRUE(list("@b:x").empty());
+
+    write<void>([&](WriteTxn& txn) { return txn.delete_key_signatures("@a:x", "OTHER"); });
+    EXPECT_EQ(list("@a:x").size(), 2u);
+    // Deleting the device's keys takes the signatures of its keys along, not the others.
+    write<void>([&](WriteTxn& txn) { return txn.delete_device_e2e_keys("@a:x", "DEV"); });
+    all = list("@a:x");
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].target_key, "MASTER");
 }
 
 MYELIN_INSTANTIATE_ON_BACKENDS(ClientDataTest);

@@ -190,6 +190,14 @@ Result<void> fill_client_data(WriteTxn& txn) {
         if (auto r = txn.insert_to_device(message); !r) return r.error();
     }
     if (auto r = txn.delete_to_device_through(alice, "LAPTOP", 2); !r) return r.error();
+    // Cross-signing (migration 10).
+    if (auto r = txn.upsert_cross_signing_key({alice, "master", "MPUB", R"({"usage":["master"]})"});
+        !r) {
+        return r.error();
+    }
+    if (auto r = txn.upsert_key_signature({alice, "LAPTOP", alice, "ed25519:SPUB", "sig"}); !r) {
+        return r.error();
+    }
     return {};
 }
 
@@ -225,6 +233,18 @@ Result<void> read_client_data(ReadTxn& txn, std::vector<std::string>& lines) {
     if (!changes) return changes.error();
     for (const auto& c : *changes) {
         lines.push_back(fmt::format("device_list {} {} {}", c.stream_pos, c.user_id, c.device_id));
+    }
+    auto xs_keys = txn.list_cross_signing_keys(alice);
+    if (!xs_keys) return xs_keys.error();
+    for (const auto& k : *xs_keys) {
+        lines.push_back(
+            fmt::format("cross_signing {} {} {}", k.key_type, k.public_key, k.key_json));
+    }
+    auto sigs = txn.list_key_signatures(alice);
+    if (!sigs) return sigs.error();
+    for (const auto& g : *sigs) {
+        lines.push_back(fmt::format("signature {} {} {} {}", g.target_key, g.signer_user,
+                                    g.signer_key_id, g.signature));
     }
     auto messages = txn.to_device_since(alice, "LAPTOP", 0, 100);
     if (!messages) return messages.error();

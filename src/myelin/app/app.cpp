@@ -235,6 +235,7 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->receipts = std::make_unique<service::ReceiptService>(*impl->db, impl->clock);
     impl->receipts->set_notifier(&impl->notifier);
     impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier, *impl->typing);
+    impl->client_data->cross_signing.set_notifier(&impl->notifier);
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,

@@ -7,6 +7,7 @@
 
 #include "myelin/core/clock.hpp"
 #include "myelin/service/account_data_service.hpp"
+#include "myelin/service/cross_signing_service.hpp"
 #include "myelin/service/e2e_key_service.hpp"
 #include "myelin/service/filter_service.hpp"
 #include "myelin/service/profile_service.hpp"
@@ -24,6 +25,7 @@ struct ClientDataServices {
           filters(db),
           profiles(db),
           keys(db),
+          cross_signing(db, server_name),
           to_device(db, clock, server_name) {}
 
     PushRuleService push_rules;
@@ -31,6 +33,7 @@ struct ClientDataServices {
     FilterService filters;
     ProfileService profiles;
     E2eKeyService keys;
+    CrossSigningService cross_signing;
     ToDeviceService to_device;
 };
 

@@ -5,6 +5,9 @@
 #include <set>
 #include <utility>
 
+#include <boost/json.hpp>
+
+#include "myelin/service/room_sharers.hpp"
 #include "myelin/storage/await.hpp"
 
 namespace myelin::service {
@@ -13,22 +16,19 @@ using Counts = std::vector<std::pair<std::string, std::int64_t>>;
 
 namespace {
 
-// The user and everyone sharing a joined room with them, into `out`.
-Result<void> add_room_sharers(storage::ReadTxn& txn, const std::string& user_id,
-                              std::vector<std::string>& out) {
-    std::set<std::string> users{user_id};
-    auto memberships = txn.user_memberships(user_id);
-    if (!memberships) return memberships.error();
-    for (const auto& m : *memberships) {
-        if (m.membership != "join") continue;
-        auto members = txn.room_members(m.room_id);
-        if (!members) return members.error();
-        for (auto& member : *members) {
-            if (member.membership == "join") users.insert(std::move(member.user_id));
-        }
-    }
-    out.assign(users.begin(), users.end());
-    return {};
+// True when two serialized DeviceKeys objects are the same keys (signatures and unsigned
+// aside).
+bool same_signed_keys(const std::string& a, const std::string& b) {
+    boost::system::error_code ec_a;
+    boost::system::error_code ec_b;
+    auto va = boost::json::parse(a, ec_a);
+    auto vb = boost::json::parse(b, ec_b);
+    if (ec_a || ec_b || !va.is_object() || !vb.is_object()) return false;
+    va.as_object().erase("signatures");
+    va.as_object().erase("unsigned");
+    vb.as_object().erase("signatures");
+    vb.as_object().erase("unsigned");
+    return va == vb;
 }
 
 }  // namespace
@@ -45,6 +45,11 @@ boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
             const bool changed =
                 current->empty() || current->front().key_json != *upload.device_keys;
             if (changed) {
+                if (!current->empty() &&
+                    !same_signed_keys(current->front().key_json, *upload.device_keys)) {
+                    // Signatures uploaded for the old keys do not sign the new ones.
+                    if (auto r = txn.delete_key_signatures(user, device); !r) return r.error();
+                }
                 if (auto r = txn.upsert_device_keys({user, device, *upload.device_keys}); !r) {
                     return r.error();
                 }
@@ -73,12 +78,67 @@ boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
     return storage::write<Counts>(db_, std::move(job), std::move(after_commit));
 }
 
-boost::asio::awaitable<Result<std::map<std::string, std::vector<QueriedDevice>>>>
-E2eKeyService::query(std::map<std::string, std::vector<std::string>> users) {
-    using Out = std::map<std::string, std::vector<QueriedDevice>>;
-    auto job = [users = std::move(users)](storage::ReadTxn& txn) -> Result<Out> {
+namespace {
+
+// The uploaded signatures of one user's keys that `requester` may see (made by the user or by
+// the requester), by target key.
+using VisibleSignatures = std::map<std::string, std::vector<storage::KeySignatureRecord>>;
+
+Result<VisibleSignatures> visible_signatures(storage::ReadTxn& txn, const std::string& user,
+                                             const std::string& requester) {
+    auto all = txn.list_key_signatures(user);
+    if (!all) return all.error();
+    VisibleSignatures out;
+    for (auto& s : *all) {
+        if (s.signer_user != user && s.signer_user != requester) continue;
+        auto target = s.target_key;
+        out[std::move(target)].push_back(std::move(s));
+    }
+    return out;
+}
+
+// `key_json` with the signatures of `target_key` merged into its `signatures` (unchanged when
+// there are none, or when the stored text is not an object).
+std::string with_signatures(std::string key_json, const VisibleSignatures& signatures,
+                            const std::string& target_key) {
+    auto found = signatures.find(target_key);
+    if (found == signatures.end()) return key_json;
+    boost::system::error_code ec;
+    auto value = boost::json::parse(key_json, ec);
+    if (ec || !value.is_object()) return key_json;
+    auto& sigs = value.as_object()["signatures"];
+    if (!sigs.is_object()) sigs = boost::json::object{};
+    for (const auto& s : found->second) {
+        auto& of_signer = sigs.as_object()[s.signer_user];
+        if (!of_signer.is_object()) of_signer = boost::json::object{};
+        of_signer.as_object()[s.signer_key_id] = s.signature;
+    }
+    return boost::json::serialize(value);
+}
+
+}  // namespace
+
+boost::asio::awaitable<Result<KeyQueryResult>> E2eKeyService::query(
+    std::string requester, std::map<std::string, std::vector<std::string>> users) {
+    using Out = KeyQueryResult;
+    auto job = [requester = std::move(requester),
+                users = std::move(users)](storage::ReadTxn& txn) -> Result<Out> {
         Out out;
         for (const auto& [user, devices] : users) {
+            auto signatures = visible_signatures(txn, user, requester);
+            if (!signatures) return signatures.error();
+            auto cross_signing = txn.list_cross_signing_keys(user);
+            if (!cross_signing) return cross_signing.error();
+            for (auto& k : *cross_signing) {
+                if (k.key_type == "master") {
+                    out.master_keys[user] =
+                        with_signatures(std::move(k.key_json), *signatures, k.public_key);
+                } else if (k.key_type == "self_signing") {
+                    out.self_signing_keys[user] = std::move(k.key_json);
+                } else if (k.key_type == "user_signing" && user == requester) {
+                    out.user_signing_keys[user] = std::move(k.key_json);
+                }
+            }
             std::vector<storage::DeviceKeysRecord> keys;
             if (devices.empty()) {
                 auto all = txn.list_device_keys(user, std::nullopt);
@@ -94,9 +154,11 @@ E2eKeyService::query(std::map<std::string, std::vector<std::string>> users) {
             if (keys.empty()) continue;
             auto device_rows = txn.list_devices(user);
             if (!device_rows) return device_rows.error();
-            auto& list = out[user];
+            auto& list = out.devices[user];
             for (auto& k : keys) {
-                QueriedDevice q{k.device_id, std::move(k.key_json), std::nullopt};
+                QueriedDevice q{k.device_id,
+                                with_signatures(std::move(k.key_json), *signatures, k.device_id),
+                                std::nullopt};
                 for (const auto& d : *device_rows) {
                     if (d.device_id == q.device_id) q.display_name = d.display_name;
                 }

@@ -38,6 +38,17 @@ struct QueriedDevice {
     std::optional<std::string> display_name;
 };
 
+// What /keys/query answers for the users asked about: their device keys, and their master and
+// self-signing keys (user ID -> serialized CrossSigningKey), and the requester's own
+// user-signing key. Uploaded signatures (/keys/signatures/upload) are merged into the keys they
+// sign: those by the key's owner, and those by the requester.
+struct KeyQueryResult {
+    std::map<std::string, std::vector<QueriedDevice>> devices;
+    std::map<std::string, std::string> master_keys;
+    std::map<std::string, std::string> self_signing_keys;
+    std::map<std::string, std::string> user_signing_keys;
+};
+
 // A claim request: user -> device -> algorithm.
 using KeyClaims = std::map<std::string, std::map<std::string, std::string>>;
 // Claimed keys: user -> device -> ("algorithm:key_id", serialized key).
@@ -56,9 +67,10 @@ public:
         KeyUpload upload);
 
     // The stored device keys of each user (all devices when the list is empty), with the
-    // devices' display names. Users and devices without keys are left out. Errors: 503.
-    boost::asio::awaitable<Result<std::map<std::string, std::vector<QueriedDevice>>>> query(
-        std::map<std::string, std::vector<std::string>> users);
+    // devices' display names, and the users' cross-signing keys, as KeyQueryResult says, in one
+    // snapshot, for `requester`. Users and devices without keys are left out. Errors: 503.
+    boost::asio::awaitable<Result<KeyQueryResult>> query(
+        std::string requester, std::map<std::string, std::vector<std::string>> users);
 
     // Claims one key per (user, device, algorithm) in one write job: a one-time key (removed),
     // else the fallback key (kept, marked used). Devices with neither are left out.

@@ -57,6 +57,27 @@ struct ToDeviceRecord {
     std::string content;  // a JSON object, serialized
 };
 
+// One of a user's cross-signing keys (cross_signing_key.yaml, migration 10): `key_type` is
+// "master", "self_signing" or "user_signing", `public_key` the unpadded Base64 ed25519 key (its
+// key ID without "ed25519:"), `key_json` the CrossSigningKey object as uploaded, serialized.
+struct CrossSigningKeyRecord {
+    std::string user_id;
+    std::string key_type;
+    std::string public_key;
+    std::string key_json;
+};
+
+// A signature uploaded through /keys/signatures/upload (migration 10), merged into the signed
+// key when /keys/query returns it: `target_key` is the signed key's device ID (device keys) or
+// public key (a master key); `signer_key_id` is "ed25519:<device ID or public key>".
+struct KeySignatureRecord {
+    std::string target_user;
+    std::string target_key;
+    std::string signer_user;
+    std::string signer_key_id;
+    std::string signature;  // unpadded Base64
+};
+
 // A change of a user's device list or keys at a global device-list stream position.
 struct DeviceListChangeRecord {
     std::int64_t stream_pos = 0;

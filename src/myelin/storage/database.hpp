@@ -119,6 +119,13 @@ public:
     // when limit <= 0): for /sync and /keys/changes.
     virtual Result<std::vector<DeviceListChangeRecord>> device_list_changes_since(
         std::int64_t after_pos, int limit) = 0;
+    // The user's cross-signing keys, ordered by key_type.
+    virtual Result<std::vector<CrossSigningKeyRecord>> list_cross_signing_keys(
+        std::string_view user_id) = 0;
+    // The uploaded signatures of the user's keys (device keys and cross-signing keys), ordered
+    // by (target_key, signer_user, signer_key_id).
+    virtual Result<std::vector<KeySignatureRecord>> list_key_signatures(
+        std::string_view target_user) = 0;
     // The newest position handed out on a stream (0 when none was): `scope` is a user ID for
     // the per-user streams "account_data" and "to_device", "" for the global "device_lists".
     virtual Result<std::int64_t> stream_position(std::string_view scope,
@@ -311,9 +318,18 @@ public:
     virtual Result<std::optional<E2eKeyRecord>> claim_fallback_key(std::string_view user_id,
                                                                    std::string_view device_id,
                                                                    std::string_view algorithm) = 0;
-    // Deletes every key (device keys, one-time and fallback keys) of the device.
+    // Deletes every key (device keys, one-time and fallback keys) of the device, and the
+    // uploaded signatures of its device keys.
     virtual Result<void> delete_device_e2e_keys(std::string_view user_id,
                                                 std::string_view device_id) = 0;
+    // Inserts or replaces the user's cross-signing key of record.key_type.
+    virtual Result<void> upsert_cross_signing_key(const CrossSigningKeyRecord& key) = 0;
+    // Inserts or replaces the signature of (target_user, target_key) by (signer_user,
+    // signer_key_id).
+    virtual Result<void> upsert_key_signature(const KeySignatureRecord& signature) = 0;
+    // Deletes every uploaded signature of the key (target_user, target_key). No-op if none.
+    virtual Result<void> delete_key_signatures(std::string_view target_user,
+                                               std::string_view target_key) = 0;
     // Appends a device-list change at the next position of the global "device_lists" stream
     // and returns that position.
     virtual Result<std::int64_t> record_device_list_change(std::string_view user_id,

@@ -2,7 +2,8 @@
 // POST /keys/upload, POST /keys/query, POST /keys/claim, GET /keys/changes. The server never
 // decrypts or verifies anything: the signatures in device keys are the clients' business. Only
 // local users are served; users of other servers are reported under `failures` (no federation
-// yet). Cross-signing (/keys/device_signing/upload, /keys/signatures/upload) is not implemented.
+// yet). Cross-signing keys are uploaded through cross_signing.cpp; /keys/query returns them
+// with the uploaded signatures merged in.
 
 #include <boost/json.hpp>
 
@@ -130,7 +131,9 @@ boost::asio::awaitable<Result<http::Response>> post_upload(Services& services,
 }
 
 // POST /keys/query: body {"device_keys": {user: [device, ...]}, "timeout"?} →
-// {"device_keys": {user: {device: DeviceKeys + unsigned.device_display_name}}, "failures"}.
+// {"device_keys": {user: {device: DeviceKeys + unsigned.device_display_name}}, "failures",
+// "master_keys", "self_signing_keys", "user_signing_keys" (the caller's own only)}, uploaded
+// signatures merged in.
 // Errors: 400 M_NOT_JSON / M_BAD_JSON / M_MISSING_PARAM, 503.
 boost::asio::awaitable<Result<http::Response>> post_query(Services& services, RequestContext& ctx) {
     auto body = json::parse_object(ctx.request.body);
@@ -161,12 +164,12 @@ boost::asio::awaitable<Result<http::Response>> post_query(Services& services, Re
         local_users.emplace_back(user);
         users.emplace(std::string(user), std::move(ids));
     }
-    auto op = services.client_data.keys.query(std::move(users));
+    auto op = services.client_data.keys.query(ctx.identity->user_id(), std::move(users));
     auto found = co_await std::move(op);
     if (!found) co_return found.error();
     boost::json::object device_keys;
     for (const auto& user : local_users) device_keys[user] = boost::json::object{};
-    for (const auto& [user, devices] : *found) {
+    for (const auto& [user, devices] : found->devices) {
         auto& of_user = device_keys[user].as_object();
         for (const auto& d : devices) {
             boost::system::error_code ec;
@@ -179,8 +182,19 @@ boost::asio::awaitable<Result<http::Response>> post_query(Services& services, Re
             of_user[d.device_id] = std::move(value);
         }
     }
-    co_return http::json_response(
-        boost::json::object{{"device_keys", std::move(device_keys)}, {"failures", failures}});
+    boost::json::object out{{"device_keys", std::move(device_keys)}, {"failures", failures}};
+    for (auto [field, keys] : {std::pair{"master_keys", &found->master_keys},
+                               std::pair{"self_signing_keys", &found->self_signing_keys},
+                               std::pair{"user_signing_keys", &found->user_signing_keys}}) {
+        boost::json::object of_users;
+        for (const auto& [user, key_json] : *keys) {
+            boost::system::error_code ec;
+            auto value = boost::json::parse(key_json, ec);
+            if (!ec) of_users[user] = std::move(value);
+        }
+        out[field] = std::move(of_users);
+    }
+    co_return http::json_response(out);
 }
 
 // POST /keys/claim: body {"one_time_keys": {user: {device: algorithm}}, "timeout"?} →

@@ -16,6 +16,7 @@ void add_client_routes(Router& router, Services& services) {
     add_account_data_routes(router, services);
     add_empty_answer_routes(router, services);
     add_e2e_key_routes(router, services);
+    add_cross_signing_routes(router, services);
     add_to_device_routes(router, services);
     add_room_routes(router, services);
     add_sync_routes(router, services);

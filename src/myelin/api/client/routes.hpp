@@ -40,6 +40,8 @@ void add_account_data_routes(Router& router, Services& services);
 void add_empty_answer_routes(Router& router, Services& services);
 // POST /keys/upload, /keys/query, /keys/claim, GET /keys/changes.
 void add_e2e_key_routes(Router& router, Services& services);
+// POST /keys/device_signing/upload (also /_matrix/client/unstable), /keys/signatures/upload.
+void add_cross_signing_routes(Router& router, Services& services);
 // PUT /sendToDevice/{eventType}/{txnId}.
 void add_to_device_routes(Router& router, Services& services);
 void add_sync_routes(Router& router, Services& services);

@@ -301,6 +301,23 @@ CREATE TABLE receipts (
 );
 CREATE INDEX receipts_by_position ON receipts (room_id, stream_pos);
 )sql"},
+    Migration{10, "cross-signing keys and uploaded key signatures", R"sql(
+CREATE TABLE cross_signing_keys (
+    user_id    TEXT COLLATE "C" NOT NULL,
+    key_type   TEXT COLLATE "C" NOT NULL,
+    public_key TEXT COLLATE "C" NOT NULL,
+    key_json   TEXT NOT NULL,
+    PRIMARY KEY (user_id, key_type)
+);
+CREATE TABLE key_signatures (
+    target_user   TEXT COLLATE "C" NOT NULL,
+    target_key    TEXT COLLATE "C" NOT NULL,
+    signer_user   TEXT COLLATE "C" NOT NULL,
+    signer_key_id TEXT COLLATE "C" NOT NULL,
+    signature     TEXT NOT NULL,
+    PRIMARY KEY (target_user, target_key, signer_user, signer_key_id)
+);
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

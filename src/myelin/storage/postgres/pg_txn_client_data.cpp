@@ -85,6 +85,8 @@ constexpr std::string_view kDeleteOneTimeKeys =
     "DELETE FROM one_time_keys WHERE user_id = $1 AND device_id = $2";
 constexpr std::string_view kDeleteFallbackKeys =
     "DELETE FROM fallback_keys WHERE user_id = $1 AND device_id = $2";
+constexpr std::string_view kDeleteDeviceKeySignatures =
+    "DELETE FROM key_signatures WHERE target_user = $1 AND target_key = $2";
 
 constexpr std::string_view kInsertDeviceListChange =
     "INSERT INTO device_list_changes (stream_pos, user_id, device_id) VALUES ($1, $2, $3)";
@@ -397,7 +399,8 @@ Result<std::optional<E2eKeyRecord>> PgWriteTxn::claim_fallback_key(std::string_v
 
 Result<void> PgWriteTxn::delete_device_e2e_keys(std::string_view user_id,
                                                 std::string_view device_id) {
-    for (auto sql : {kDeleteDeviceKeys, kDeleteOneTimeKeys, kDeleteFallbackKeys}) {
+    for (auto sql :
+         {kDeleteDeviceKeys, kDeleteOneTimeKeys, kDeleteFallbackKeys, kDeleteDeviceKeySignatures}) {
         if (auto r = done(conn_.query(sql, Params{}.add_text(user_id).add_text(device_id))); !r) {
             return r.error();
         }

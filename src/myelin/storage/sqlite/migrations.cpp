@@ -300,6 +300,23 @@ CREATE TABLE receipts (
 ) WITHOUT ROWID, STRICT;
 CREATE INDEX receipts_by_position ON receipts (room_id, stream_pos);
 )sql"},
+    Migration{10, "cross-signing keys and uploaded key signatures", R"sql(
+CREATE TABLE cross_signing_keys (
+    user_id    TEXT NOT NULL,
+    key_type   TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    key_json   TEXT NOT NULL,
+    PRIMARY KEY (user_id, key_type)
+) WITHOUT ROWID, STRICT;
+CREATE TABLE key_signatures (
+    target_user   TEXT NOT NULL,
+    target_key    TEXT NOT NULL,
+    signer_user   TEXT NOT NULL,
+    signer_key_id TEXT NOT NULL,
+    signature     TEXT NOT NULL,
+    PRIMARY KEY (target_user, target_key, signer_user, signer_key_id)
+) WITHOUT ROWID, STRICT;
+)sql"},
 };
 
 static_assert(versions_are_consecutive(kMigrations), "migration versions must be 1, 2, 3, ...");

@@ -68,6 +68,10 @@ public:
                                                         std::int64_t after_pos, int limit) override;
     Result<std::vector<DeviceListChangeRecord>> device_list_changes_since(std::int64_t after_pos,
                                                                           int limit) override;
+    Result<std::vector<CrossSigningKeyRecord>> list_cross_signing_keys(
+        std::string_view user_id) override;
+    Result<std::vector<KeySignatureRecord>> list_key_signatures(
+        std::string_view target_user) override;
     Result<std::int64_t> stream_position(std::string_view scope, std::string_view stream) override;
 
 protected:
@@ -150,6 +154,10 @@ public:
                                                            std::string_view algorithm) override;
     Result<void> delete_device_e2e_keys(std::string_view user_id,
                                         std::string_view device_id) override;
+    Result<void> upsert_cross_signing_key(const CrossSigningKeyRecord& key) override;
+    Result<void> upsert_key_signature(const KeySignatureRecord& signature) override;
+    Result<void> delete_key_signatures(std::string_view target_user,
+                                       std::string_view target_key) override;
     Result<std::int64_t> record_device_list_change(std::string_view user_id,
                                                    std::string_view device_id) override;
     Result<bool> insert_to_device_txn(std::string_view user_id, std::string_view device_id,

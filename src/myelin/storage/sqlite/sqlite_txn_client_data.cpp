@@ -82,6 +82,8 @@ constexpr std::string_view kDeleteOneTimeKeys =
     "DELETE FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2";
 constexpr std::string_view kDeleteFallbackKeys =
     "DELETE FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2";
+constexpr std::string_view kDeleteDeviceKeySignatures =
+    "DELETE FROM key_signatures WHERE target_user = ?1 AND target_key = ?2";
 
 constexpr std::string_view kInsertDeviceListChange =
     "INSERT INTO device_list_changes (stream_pos, user_id, device_id) VALUES (?1, ?2, ?3)";
@@ -438,7 +440,8 @@ Result<std::optional<E2eKeyRecord>> SqliteWriteTxn::claim_fallback_key(std::stri
 
 Result<void> SqliteWriteTxn::delete_device_e2e_keys(std::string_view user_id,
                                                     std::string_view device_id) {
-    for (auto sql : {kDeleteDeviceKeys, kDeleteOneTimeKeys, kDeleteFallbackKeys}) {
+    for (auto sql :
+         {kDeleteDeviceKeys, kDeleteOneTimeKeys, kDeleteFallbackKeys, kDeleteDeviceKeySignatures}) {
         if (auto r = run_texts(conn_, sql, user_id, device_id); !r) return r.error();
     }
     return {};

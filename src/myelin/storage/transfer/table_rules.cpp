@@ -51,6 +51,9 @@ constexpr std::array kRules{
     // Read receipts (migration 9); their position counter ('', 'receipts') is a row of
     // stream_positions, copied above.
     copy("receipts"),
+    // Cross-signing (migration 10).
+    copy("cross_signing_keys"),
+    copy("key_signatures"),
     skip("schema_version", "written by the PostgreSQL migrations"),
     skip("rate_limit_buckets",
          "ephemeral, and used on PostgreSQL only; buckets refill by themselves"),
