@@ -379,6 +379,8 @@ TEST_P(ClientDataTest, OldToDeviceTransactionsArePrunedOldestFirstAndCanBeReused
     EXPECT_TRUE(txn_fresh("t3", 50));
     EXPECT_EQ(prune(40, 10), 1);  // t2 (30); t4 at 40 is not before 40
     EXPECT_FALSE(txn_fresh("t4", 60));
+}
+
 TEST_P(ClientDataTest, CrossSigningKeysAreOnePerUserAndType) {
     auto put = [&](const std::string& user, const std::string& type, const std::string& pub,
                    const std::string& json) {
