@@ -811,7 +811,10 @@ def report_lines(res):
                  f"scheduling. One message at a time for the latencies ({any_p['messages']} "
                  f"messages, each {any_p['gap'] * 1000:.0f} ms after every receiver had the "
                  "previous one, so each long-poll waits in the notifier). Server: network threads "
-                 "= cores, rate limits off.\n")
+                 "= cores, rate limits off. Server CPU = the myelin process's threads "
+                 "(PostgreSQL's own processes are not counted). The sync answer usually "
+                 "reaches the receiver as the sender reads its PUT's answer (the notifier wakes "
+                 "it at the commit), so \"from the PUT's start\" is the end-to-end figure.\n")
     L.append("| backend | figure | value | detail |")
     L.append("| --- | --- | --- | --- |")
     for backend, r in res.items():
