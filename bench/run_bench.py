@@ -12,6 +12,8 @@
   scale     idle RSS (default config); start-up, RSS and whoami with 1,000,000 sessions
             (filled directly, bench/fill_sessions.py) vs 1,000 sessions
   idle_conns  whoami with 10,000 idle keep-alive connections held vs none; RSS per connection
+  sync      /sync (bench/sync_bench.py): send-to-sync latency p50/p99, messages/s in a room of 100
+            members all long-polling, initial sync in 100 rooms (ms, bytes), RSS per idle long-poll
 
 Each benchmark runs ROUNDS interleaved rounds (server, ceiling, server, ...: the order alternates
 between rounds) and reports the median and range of server/ceiling ratios taken within a round,
@@ -63,7 +65,7 @@ MICRO = BUILD / "bench" / "myelin_micro_bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 BENCHMARKS = ("versions", "whoami", "refresh", "refresh_pg", "login", "register", "login_storm",
-              "scale", "idle_conns")
+              "scale", "idle_conns", "sync")
 PASSWORD = "bench-password-0123"
 
 TARGETS = {  # issue #6, section 2 (checked in bench/targets.py)
@@ -818,6 +820,13 @@ def bench_login_storm(ctx):
             "whoami_connections": login_storm.WHOAMI_CONNS, "sessions": args.sessions}
 
 
+def bench_sync(ctx):
+    """bench/sync_bench.py folded in (SQLite; its --postgres is left to the standalone script)."""
+    import sync_bench  # bench/sync_bench.py
+    args = argparse.Namespace(quick=ctx.quick, postgres=False)
+    return sync_bench.bench(ctx, args)
+
+
 # ---- scale: memory, start-up and whoami with 1,000,000 sessions; idle connections ------------
 
 SCALE_SMALL, SCALE_BIG = 1_000, 1_000_000
@@ -1207,7 +1216,11 @@ def summarize(results):
             "errors": sum(x["storm"]["errors"] + x["quiet"]["errors"] for x in rs),
             "target": TARGETS["login_storm"],
         })
-    return rows + scale_rows(results)
+    rows += scale_rows(results)
+    if ok(results, "sync"):
+        import sync_bench
+        rows += sync_bench.summary_rows(results["sync"])
+    return rows
 
 
 def kib_mib(kib):
@@ -1500,6 +1513,9 @@ def write_report(ctx, results, meta):
                      f"{ms(lg['lat_p99_us']):.0f} |")
         L.append("")
     L += scale_report(results)
+    if ok(results, "sync"):
+        import sync_bench
+        L += sync_bench.report_lines(results["sync"])
     L.append("Raw figures: `raw.json` next to this report. Method: `bench/README.md`, "
              "`docs/performance.md`.\n")
     ctx.output.write_text("\n".join(L))

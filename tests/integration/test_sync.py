@@ -237,6 +237,31 @@ def test_account_data_changes_show_up(two):
     assert room not in later["rooms"]["join"]
 
 
+def test_incremental_sync_lists_only_the_rooms_with_new_events(two):
+    # The incremental path asks storage which rooms have events after `since` and skips the
+    # other joined rooms (bench/README.md "/sync"): same answer as reading every room.
+    alice, bob = two
+    rooms = [alice.ok("POST", "/createRoom", json={})["room_id"] for _ in range(3)]
+    elsewhere = bob.ok("POST", "/createRoom", json={})["room_id"]
+    since = alice.sync()["next_batch"]
+    bob.send(elsewhere, "not for alice")
+    body = alice.sync(since=since)
+    assert body["rooms"]["join"] == {}
+    event_id = alice.send(rooms[1], "only here")
+    body = alice.sync(since=since)
+    assert list(body["rooms"]["join"]) == [rooms[1]]
+    timeline = body["rooms"]["join"][rooms[1]]["timeline"]
+    assert [e["event_id"] for e in timeline["events"]] == [event_id]
+    assert timeline["limited"] is False
+    # A room joined after `since` comes whole, next to the room with a new event.
+    bob.ok("POST", f"/rooms/{q(elsewhere)}/invite", json={"user_id": alice.user_id})
+    alice.ok("POST", f"/rooms/{q(elsewhere)}/join", json={})
+    body = alice.sync(since=since)
+    assert sorted(body["rooms"]["join"]) == sorted([rooms[1], elsewhere])
+    assert "not for alice" in timeline_bodies(body["rooms"]["join"][elsewhere])
+    assert alice.sync(since=body["next_batch"])["rooms"]["join"] == {}
+
+
 def test_full_state_resends_the_state(two):
     alice, _ = two
     room = alice.ok("POST", "/createRoom", json={})["room_id"]

@@ -202,6 +202,29 @@ TEST_P(RoomsTest, RoomEventsReadsRangesInBothDirections) {
     EXPECT_TRUE(none.empty());
 }
 
+TEST_P(RoomsTest, RoomsWithEventsListsEachRoomOfARangeOnce) {
+    make_basic_room();  // positions 1..3 in !r:x
+    const auto before_other =
+        read<std::int64_t>([](ReadTxn& txn) { return txn.max_stream_ordering(); });
+    ASSERT_TRUE(write<bool>([](WriteTxn& txn) { return txn.insert_room(make_room("!b:x")); }));
+    ASSERT_TRUE(write<bool>([](WriteTxn& txn) { return txn.insert_room(make_room("!a:x")); }));
+    const auto b1 = append(make_event("$b1", "!b:x", 1, "m.room.create", "", {}));
+    append(make_event("$a1", "!a:x", 1, "m.room.create", "", {}));
+    append(make_event("$b2", "!b:x", 2, "m.room.message", std::nullopt, {"$b1"}));
+    const auto max = read<std::int64_t>([](ReadTxn& txn) { return txn.max_stream_ordering(); });
+    const auto rooms = [&](std::int64_t after, std::int64_t upto, int limit) {
+        return read<std::vector<std::string>>(
+            [=](ReadTxn& txn) { return txn.rooms_with_events(after, upto, limit); });
+    };
+    using Ids = std::vector<std::string>;
+    EXPECT_EQ(rooms(0, max, 10), (Ids{"!a:x", "!b:x", "!r:x"}));     // each once, by room_id
+    EXPECT_EQ(rooms(before_other, max, 10), (Ids{"!a:x", "!b:x"}));  // after is exclusive
+    EXPECT_EQ(rooms(before_other, b1, 10), (Ids{"!b:x"}));           // upto is inclusive
+    EXPECT_EQ(rooms(max, max, 10), Ids{});
+    EXPECT_EQ(rooms(0, max, 2), (Ids{"!a:x", "!b:x"}));
+    EXPECT_EQ(rooms(0, max, 0), Ids{});
+}
+
 TEST_P(RoomsTest, MembershipsFollowMemberEventsAndChangesSinceAPosition) {
     make_basic_room();
     const auto before_bob =

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,10 @@ constexpr int kMaxTimelineBatches = 10;
 constexpr int kMaxToDevicePerSync = 100;
 constexpr int kMaxAccountDataPerSync = 1000;
 constexpr int kMaxDeviceListChangesPerSync = 1000;
+// An incremental sync whose gap holds at most this many stream positions first asks storage
+// which rooms have events in it (one primary-key range) and skips the other joined rooms instead
+// of reading one range per room (a round trip each on PostgreSQL: bench/README.md, "/sync").
+constexpr std::int64_t kMaxGapForRoomFilter = 10'000;
 
 // The state types a stripped invite state carries (besides the invite itself).
 constexpr std::string_view kStrippedStateTypes[] = {
@@ -296,6 +301,13 @@ private:
             }
         }
         read_typing(joined);
+        const std::int64_t gap = next_.events - since_events();
+        if (!initial() && !request_.full_state && gap <= kMaxGapForRoomFilter) {
+            auto rooms = txn_.rooms_with_events(since_events(), next_.events,
+                                                static_cast<int>(kMaxGapForRoomFilter));
+            if (!rooms) return rooms.error();
+            rooms_with_events_.emplace(rooms->begin(), rooms->end());
+        }
         for (const auto& m : *memberships) {
             if (m.forgotten || !room_wanted(filter_, m.room_id)) continue;
             Result<void> r;
@@ -323,6 +335,15 @@ private:
     }
 
     // The room's ephemeral events: m.typing and m.receipt, as described in the header.
+    // Whether an incremental sync may owe the room an m.typing or m.receipt event: its typing
+    // set changed after `since` (or `since` is not this process's), or any receipt anywhere
+    // moved after `since` (receipts are not indexed by position alone, so any move counts).
+    bool ephemeral_may_have_changed(const std::string& room_id) const {
+        if (typing_reset_ || next_.receipts > request_.since->receipts) return true;
+        auto it = typing_snapshot_.rooms.find(room_id);
+        return it != typing_snapshot_.rooms.end() && it->second.serial > request_.since->typing;
+    }
+
     Result<array> ephemeral_events(const std::string& room_id, bool whole_room) {
         array out;
         std::vector<std::string> typing_users;
@@ -372,6 +393,10 @@ private:
         const std::int64_t after = initial() || joined_since ? 0 : since_events();
         auto found = room_account_data_.find(m.room_id);
         const bool has_account_data = found != room_account_data_.end();
+        if (!whole && !has_account_data && rooms_with_events_ &&
+            !rooms_with_events_->contains(m.room_id) && !ephemeral_may_have_changed(m.room_id)) {
+            return {};  // nothing after `since`: pick_timeline would find no event
+        }
         auto timeline = pick_timeline(txn_, m.room_id, after, next_.events, filter_);
         if (!timeline) return timeline.error();
         auto ephemeral = ephemeral_events(m.room_id, initial() || joined_since);
@@ -518,6 +543,8 @@ private:
     Batch batch_;
     SyncToken next_;
     std::vector<std::string> joined_rooms_;
+    // Incremental syncs with a short gap: the rooms with events after `since` (see read_rooms).
+    std::optional<std::set<std::string, std::less<>>> rooms_with_events_;
     array global_account_data_;
     std::map<std::string, array, std::less<>> room_account_data_;
     object join_;
@@ -572,10 +599,13 @@ boost::asio::awaitable<Result<object>> SyncService::sync(Actor actor, SyncReques
     if (!batch) co_return batch.error();
 
     if (!batch->has_updates && request.since && request.timeout.count() > 0) {
+        // Only the resolved filter is needed from the empty first pass: its answer (~1 KiB of
+        // JSON) is freed before a wait that can last minutes (bench/sync_bench.py idle_polls).
+        request.filter = std::move(batch->filter);
+        request.filter_id.reset();
+        batch->body = object{};
         auto waiting = notifier_.wait(actor.user_id, counter, request.timeout);
         co_await std::move(waiting);
-        request.filter = batch->filter;
-        request.filter_id.reset();
         auto again_job = [actor, request, &typing](storage::ReadTxn& txn) {
             return collect(txn, actor, request, typing);
         };

@@ -150,6 +150,11 @@ public:
                                                          const EventRange& range) = 0;
     // The highest stream ordering of any event (0 when there is none).
     virtual Result<std::int64_t> max_stream_ordering() = 0;
+    // The rooms with at least one event in (after, upto], each once, ordered by room_id, at most
+    // `limit` (none when limit <= 0). Reads every event of that range (a primary-key range):
+    // callers keep the range short.
+    virtual Result<std::vector<std::string>> rooms_with_events(std::int64_t after,
+                                                               std::int64_t upto, int limit) = 0;
     // The user's membership of the room, or nullopt when they never had one.
     virtual Result<std::optional<MembershipRecord>> find_membership(std::string_view room_id,
                                                                     std::string_view user_id) = 0;

@@ -99,6 +99,13 @@ public:
         if (!v) return v.error();
         return v->value_or(0);
     }
+    Result<std::vector<std::string>> rooms_with_events(std::int64_t after, std::int64_t upto,
+                                                       int limit) override {
+        if (limit <= 0) return std::vector<std::string>();
+        return exec_.template all<std::string>(
+            room_sql::kRoomsWithEvents,
+            {Param::integer(after), Param::integer(upto), Param::integer(limit)}, kReadText);
+    }
     Result<std::optional<MembershipRecord>> find_membership(std::string_view room_id,
                                                             std::string_view user_id) override {
         return exec_.template one<MembershipRecord>(room_sql::kFindMembership,

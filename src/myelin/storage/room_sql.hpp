@@ -55,6 +55,9 @@ inline constexpr std::string_view kRoomEventsBackwards =
     "AND e.stream_ordering <= ?3 ORDER BY e.stream_ordering DESC LIMIT ?4";
 inline constexpr std::string_view kMaxStreamOrdering =
     "SELECT COALESCE(MAX(stream_ordering), 0) FROM events";
+inline constexpr std::string_view kRoomsWithEvents =
+    "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ?1 AND stream_ordering <= ?2 "
+    "ORDER BY room_id LIMIT ?3";
 
 inline constexpr std::string_view kFindMembership =
     "SELECT " MYELIN_MEMBERSHIP_COLUMNS "FROM room_memberships WHERE room_id = ?1 AND user_id = ?2";
