@@ -1,10 +1,11 @@
 // The PostgreSQL backend where it differs from SQLite: the session settings, login failures that
 // must not show the password, the bounded pool and its timeout, connections killed by the server
-// (503, then recovery without a restart), and two Database objects (two processes) racing one
-// rotation on one database.
+// (503, then recovery without a restart), two Database objects (two processes) racing one
+// rotation on one database, and the session feed and wake channel between such processes.
 
 #include "myelin/storage/postgres/pg_database.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -22,6 +23,7 @@
 #include "myelin/storage/await.hpp"
 #include "myelin/storage/postgres/pg_connection.hpp"
 #include "myelin/storage/postgres/pg_session_feed.hpp"
+#include "myelin/storage/postgres/pg_wake_channel.hpp"
 
 #include "storage_test_support.hpp"
 #include "test_database.hpp"
@@ -623,6 +625,142 @@ TEST_F(PostgresDatabaseTest, TheSessionFeedReconnectsAndReportsTheGap) {
     ASSERT_EQ(changes.size(), 1u);
     EXPECT_EQ(changes[0].session_id, *sid);
     feed->stop();
+}
+
+// Collects what a wake channel delivers, for tests.
+class WakeRecorder {
+public:
+    void on_wake(const std::vector<std::string>& users) {
+        std::lock_guard lock(mu_);
+        ++messages_;
+        users_.insert(users_.end(), users.begin(), users.end());
+        cv_.notify_all();
+    }
+    void on_gap() {
+        std::lock_guard lock(mu_);
+        ++gaps_;
+        cv_.notify_all();
+    }
+    // Waits (up to 10 s) until the users received include `user`; returns them all, in order.
+    std::vector<std::string> wait_for(const std::string& user) {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(10),
+                     [&] { return std::find(users_.begin(), users_.end(), user) != users_.end(); });
+        return users_;
+    }
+    int wait_for_gap() {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(10), [&] { return gaps_ > 0; });
+        return gaps_;
+    }
+    int messages() {
+        std::lock_guard lock(mu_);
+        return messages_;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<std::string> users_;
+    int messages_ = 0;
+    int gaps_ = 0;
+};
+
+TEST(PostgresWakeChannel, PayloadsStayUnderTheLimitAndParseBackInOrder) {
+    std::vector<std::string> users;
+    for (int i = 0; i < 1000; ++i) users.push_back("@user" + std::to_string(i) + ":example.org");
+    users.push_back("");                                   // empty: cannot be carried
+    users.push_back("@back\\slash:x");                     // fine
+    users.push_back(std::string("@a\0b:x", 6));            // a NUL: cannot be carried
+    users.push_back("@x\ny:x");                            // a newline: cannot be carried
+    users.push_back("@" + std::string(8000, 'l') + ":x");  // longer than any payload
+    users.push_back("@last:x");
+    const auto payloads = pg::wake_payloads("0123abcd", users);
+    ASSERT_GE(payloads.size(), 3u);  // ~20 000 bytes of user IDs
+    std::vector<std::string> back;
+    for (const auto& p : payloads) {
+        EXPECT_LE(p.size(), pg::kMaxWakePayloadBytes);
+        EXPECT_LT(p.size(), 8000u);  // PostgreSQL's limit
+        auto message = pg::parse_wake_payload(p);
+        ASSERT_TRUE(message) << p.substr(0, 40);
+        EXPECT_EQ(message->instance_id, "0123abcd");
+        back.insert(back.end(), message->user_ids.begin(), message->user_ids.end());
+    }
+    std::vector<std::string> expected(users.begin(), users.begin() + 1000);
+    expected.push_back("@back\\slash:x");
+    expected.push_back("@last:x");
+    EXPECT_EQ(back, expected);
+    // A small limit: one user a payload.
+    const auto tight = pg::wake_payloads("id", {"@a:x", "@b:x"}, 10);
+    EXPECT_EQ(tight, (std::vector<std::string>{"w1 id\n@a:x", "w1 id\n@b:x"}));
+    EXPECT_TRUE(pg::wake_payloads("id", {"", "@x\ny:x"}).empty());
+    for (const char* bad : {"", "w1", "w1 ", "w1 id", "w1 id\n", "w1 id\n@a:x\n", "w2 id\n@a:x",
+                            "w1 i d\n@a:x", "w1 id\n\n@a:x", "w1 \n@a:x", "r 1 2"}) {
+        EXPECT_FALSE(pg::parse_wake_payload(bad)) << bad;
+    }
+}
+
+// Wake-ups published through one process's channel reach another process's channel, split into
+// several notifications when long, in order; a channel never hands over its own.
+TEST_F(PostgresDatabaseTest, WakeUpsReachTheOtherChannelsButNotTheirOwn) {
+    auto first_db = open(pgdb_->options());
+    auto second_db = open(pgdb_->options());
+    ASSERT_TRUE(first_db && second_db);
+    auto first = first_db->open_wake_channel();
+    auto second = second_db->open_wake_channel();
+    ASSERT_TRUE(first && second);
+    WakeRecorder first_got, second_got;
+    ASSERT_TRUE(first->start([&](const auto& users) { first_got.on_wake(users); },
+                             [&] { first_got.on_gap(); }));
+    ASSERT_TRUE(second->start([&](const auto& users) { second_got.on_wake(users); },
+                              [&] { second_got.on_gap(); }));
+
+    std::vector<std::string> many;
+    for (int i = 0; i < 1000; ++i) many.push_back("@someone" + std::to_string(i) + ":example.org");
+    auto sent = first->publish(many);
+    ASSERT_TRUE(sent) << sent.error().message;
+    EXPECT_GE(*sent, 3);  // ~24 000 bytes: more than two notifications
+    EXPECT_EQ(second_got.wait_for(many.back()), many);
+    EXPECT_EQ(second_got.messages(), *sent);
+
+    // Notifications reach every listener in commit order: once the first channel has the
+    // second's wake-up, it would have had its own earlier ones, had it not skipped them.
+    ASSERT_TRUE(second->publish({"@back:x"}));
+    EXPECT_EQ(first_got.wait_for("@back:x"), std::vector<std::string>{"@back:x"});
+    EXPECT_EQ(first_got.messages(), 1);
+    // Nothing to carry: nothing is sent.
+    auto nothing = first->publish({""});
+    ASSERT_TRUE(nothing);
+    EXPECT_EQ(*nothing, 0);
+    first->stop();
+    second->stop();
+}
+
+// A channel whose connections the server kills reconnects by itself: the listener reports the
+// gap and then delivers again; a publish on a killed connection fails (503) and the next one
+// opens a new connection.
+TEST_F(PostgresDatabaseTest, TheWakeChannelReconnectsAndReportsTheGap) {
+    auto first_db = open(pgdb_->options());
+    auto second_db = open(pgdb_->options());
+    ASSERT_TRUE(first_db && second_db);
+    auto first = first_db->open_wake_channel();
+    auto second = second_db->open_wake_channel();
+    WakeRecorder first_got, second_got;
+    ASSERT_TRUE(first->start([&](const auto& users) { first_got.on_wake(users); },
+                             [&] { first_got.on_gap(); }));
+    ASSERT_TRUE(second->start([&](const auto& users) { second_got.on_wake(users); },
+                              [&] { second_got.on_gap(); }));
+    EXPECT_EQ(pgdb_->terminate_connections("-wake-listen"), 2);
+    EXPECT_EQ(second_got.wait_for_gap(), 1);
+    EXPECT_EQ(pgdb_->terminate_connections("-wake-publish"), 2);
+    auto broken = first->publish({"@lost:x"});
+    if (!broken) {
+        EXPECT_EQ(broken.error().status, 503);
+    }
+    ASSERT_TRUE(first->publish({"@after:x"}));
+    EXPECT_EQ(second_got.wait_for("@after:x").back(), "@after:x");
+    first->stop();
+    second->stop();
 }
 
 // Housekeeping prunes by age, a batch at a time, from tables that hold months of rows: the

@@ -39,6 +39,7 @@
 #include "myelin/service/session_service.hpp"
 #include "myelin/service/shared_rate_limit_store.hpp"
 #include "myelin/service/uia.hpp"
+#include "myelin/service/wake_relay.hpp"
 
 namespace myelin::app {
 
@@ -74,6 +75,9 @@ struct App::Impl {
     service::UserNotifier notifier;
     std::unique_ptr<service::TypingService> typing;
     std::unique_ptr<service::ReceiptService> receipts;
+    // Carries the notifier's wake-ups to and from the other instances (PostgreSQL
+    // LISTEN/NOTIFY); null on SQLite. After the notifier, which calls it.
+    std::unique_ptr<service::WakeRelay> wake_relay;
     std::unique_ptr<service::SyncService> sync;
     std::unique_ptr<api::Services> services;
     std::unique_ptr<service::AdminService> admin;  // the admin HTTP API's service
@@ -98,6 +102,7 @@ App::~App() {
     impl_->metrics_server.reset();
     if (impl_->revocations) impl_->revocations->stop();
     if (impl_->session_changes) impl_->session_changes->stop();
+    if (impl_->wake_relay) impl_->wake_relay->stop();
     if (impl_->shared_rate_limits) impl_->shared_rate_limits->stop();
     if (impl_->activity) impl_->activity->stop();
     if (impl_->housekeeping) impl_->housekeeping->stop();
@@ -236,6 +241,10 @@ Result<std::unique_ptr<App>> App::create(Config config) {
     impl->receipts->set_notifier(&impl->notifier);
     impl->sync = std::make_unique<service::SyncService>(*impl->db, impl->notifier, *impl->typing);
     impl->client_data->cross_signing.set_notifier(&impl->notifier);
+    if (auto channel = impl->db->open_wake_channel()) {
+        impl->wake_relay = std::make_unique<service::WakeRelay>(std::move(channel), impl->notifier);
+        if (auto r = impl->wake_relay->start(); !r) return r.error();
+    }
     impl->services = std::make_unique<api::Services>(
         api::Services{.config = c,
                       .sessions = *impl->sessions,
@@ -371,6 +380,7 @@ Result<void> App::run() {
     if (impl.metrics_server) impl.metrics_server->wait();
     impl.revocations->stop();
     if (impl.session_changes) impl.session_changes->stop();
+    if (impl.wake_relay) impl.wake_relay->stop();
     if (impl.shared_rate_limits) impl.shared_rate_limits->stop();
     impl.activity->stop();  // after the drain: the last requests' sightings are written too
     impl.housekeeping->stop();

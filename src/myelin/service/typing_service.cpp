@@ -94,8 +94,9 @@ boost::asio::awaitable<Result<void>> TypingService::set_typing(Actor actor, std:
     const std::int64_t now = shared_->clock.now_ms();
     const std::int64_t until = now + timeout.count();
     const bool changed = shared_->set.set(room_id, user_id, typing, now, until);
+    // Local only: typing state is this process's own, other instances have nothing to send.
     if (changed) {
-        if (UserNotifier* notifier = shared_->notifier.load()) notifier->notify(*members);
+        if (UserNotifier* notifier = shared_->notifier.load()) notifier->notify_local(*members);
     }
     if (typing) {
         auto executor = co_await boost::asio::this_coro::executor;
@@ -150,7 +151,7 @@ void TypingService::wake_members(const std::shared_ptr<Shared>& shared, std::str
         for (auto& m : *members) {
             if (m.membership == "join") joined.push_back(std::move(m.user_id));
         }
-        if (UserNotifier* notifier = shared->notifier.load()) notifier->notify(joined);
+        if (UserNotifier* notifier = shared->notifier.load()) notifier->notify_local(joined);
     });
 }
 

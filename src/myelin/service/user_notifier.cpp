@@ -10,10 +10,14 @@
 
 namespace myelin::service {
 
+std::uint64_t UserNotifier::counter_locked(const Entry& entry) const {
+    return std::max(entry.counter, woke_all_at_);
+}
+
 std::uint64_t UserNotifier::counter(std::string_view user_id) const {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(std::string(user_id));
-    return it == entries_.end() ? 0 : it->second.counter;
+    return it == entries_.end() ? woke_all_at_ : counter_locked(it->second);
 }
 
 void UserNotifier::notify_locked(const std::string& user_id,
@@ -22,6 +26,13 @@ void UserNotifier::notify_locked(const std::string& user_id,
     entry.counter = ++sequence_;
     for (auto& timer : entry.waiters) woken.push_back(std::move(timer));
     entry.waiters.clear();
+}
+
+void UserNotifier::take_all_waiters_locked(std::vector<std::shared_ptr<Timer>>& woken) {
+    for (auto& [user_id, entry] : entries_) {
+        for (auto& timer : entry.waiters) woken.push_back(std::move(timer));
+        entry.waiters.clear();
+    }
 }
 
 void UserNotifier::wake(const std::vector<std::shared_ptr<Timer>>& woken) {
@@ -33,19 +44,30 @@ void UserNotifier::wake(const std::vector<std::shared_ptr<Timer>>& woken) {
 }
 
 void UserNotifier::notify(std::string_view user_id) {
-    std::vector<std::shared_ptr<Timer>> woken;
-    {
-        std::lock_guard lock(mutex_);
-        notify_locked(std::string(user_id), woken);
-    }
-    wake(woken);
+    std::vector<std::string> user_ids{std::string(user_id)};
+    notify(user_ids);
 }
 
 void UserNotifier::notify(const std::vector<std::string>& user_ids) {
+    notify_local(user_ids);
+    if (relay_ && !user_ids.empty()) relay_(user_ids);
+}
+
+void UserNotifier::notify_local(const std::vector<std::string>& user_ids) {
     std::vector<std::shared_ptr<Timer>> woken;
     {
         std::lock_guard lock(mutex_);
         for (const auto& user_id : user_ids) notify_locked(user_id, woken);
+    }
+    wake(woken);
+}
+
+void UserNotifier::wake_all() {
+    std::vector<std::shared_ptr<Timer>> woken;
+    {
+        std::lock_guard lock(mutex_);
+        woke_all_at_ = ++sequence_;
+        take_all_waiters_locked(woken);
     }
     wake(woken);
 }
@@ -57,7 +79,7 @@ boost::asio::awaitable<std::uint64_t> UserNotifier::wait(std::string user_id, st
     {
         std::lock_guard lock(mutex_);
         Entry& entry = entries_[user_id];
-        if (entry.counter != seen || shut_down_) co_return entry.counter;
+        if (counter_locked(entry) != seen || shut_down_) co_return counter_locked(entry);
         entry.waiters.push_back(timer);
         ++waiting_;
     }
@@ -70,7 +92,7 @@ boost::asio::awaitable<std::uint64_t> UserNotifier::wait(std::string user_id, st
     // Timed out: this waiter is still listed (a notification would have taken it).
     auto& waiters = entry.waiters;
     waiters.erase(std::remove(waiters.begin(), waiters.end(), timer), waiters.end());
-    co_return entry.counter;
+    co_return counter_locked(entry);
 }
 
 void UserNotifier::shutdown() {
@@ -78,10 +100,7 @@ void UserNotifier::shutdown() {
     {
         std::lock_guard lock(mutex_);
         shut_down_ = true;
-        for (auto& [user_id, entry] : entries_) {
-            for (auto& timer : entry.waiters) woken.push_back(std::move(timer));
-            entry.waiters.clear();
-        }
+        take_all_waiters_locked(woken);
     }
     wake(woken);
 }

@@ -23,6 +23,7 @@
 #include "myelin/storage/records.hpp"
 #include "myelin/storage/room_records.hpp"
 #include "myelin/storage/session_feed.hpp"
+#include "myelin/storage/wake_channel.hpp"
 
 namespace myelin::storage {
 
@@ -421,6 +422,10 @@ public:
     // session_feed.hpp), not yet started; nullptr when the backend has none (SQLite). Each
     // call makes a new feed with its own connection.
     virtual std::unique_ptr<SessionFeed> open_session_feed() { return nullptr; }
+    // A channel that carries /sync wake-ups to the other processes on this database (see
+    // wake_channel.hpp), not yet started; nullptr when the backend has none (SQLite). Each call
+    // makes a new channel with its own connections.
+    virtual std::unique_ptr<WakeChannel> open_wake_channel() { return nullptr; }
     // Shared rate-limit buckets for several instances (see rate_limit_exchange.hpp), with
     // their own connection; nullptr when the backend serves one process only (SQLite). Error
     // (503) when the connection cannot be made.

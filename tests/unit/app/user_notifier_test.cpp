@@ -1,5 +1,6 @@
 // UserNotifier: long-polls woken by a notification for their user (and only theirs), from any
-// thread, without lost wake-ups; timeouts and shutdown.
+// thread, without lost wake-ups; timeouts and shutdown; the relay to other instances (notify()
+// relays, notify_local() does not) and wake_all() after a relay gap.
 
 #include "myelin/service/user_notifier.hpp"
 
@@ -142,6 +143,88 @@ TEST(UserNotifier, ManyNotifiersAndWaitersOnSeveralThreadsLoseNoWakeUp) {
     notifying.join();
     EXPECT_EQ(woken.load(), kRounds);
     EXPECT_EQ(notifier.waiting(), 0u);
+}
+
+TEST(UserNotifier, NotifyHandsTheUsersToTheRelayOnceAfterWakingLocally) {
+    UserNotifier notifier;
+    Worker worker;
+    std::vector<std::vector<std::string>> relayed;
+    std::vector<std::uint64_t> counter_when_relayed;
+    notifier.set_relay([&](const std::vector<std::string>& users) {
+        relayed.push_back(users);
+        counter_when_relayed.push_back(notifier.counter(users.front()));
+    });
+    auto a = worker.wait(notifier, "@a:x", 0, 60s);
+    until_waiting(notifier, 1);
+    notifier.notify("@a:x");
+    EXPECT_EQ(a.get(), notifier.counter("@a:x"));
+    notifier.notify(std::vector<std::string>{"@b:x", "@c:x"});
+    notifier.notify(std::vector<std::string>{});  // nothing to relay
+    ASSERT_EQ(relayed.size(), 2u);
+    EXPECT_EQ(relayed[0], std::vector<std::string>{"@a:x"});
+    EXPECT_EQ(relayed[1], (std::vector<std::string>{"@b:x", "@c:x"}));
+    // The local counters were raised before the relay was called.
+    EXPECT_GT(counter_when_relayed[0], 0u);
+    EXPECT_GT(counter_when_relayed[1], 0u);
+}
+
+TEST(UserNotifier, NotifyLocalWakesOnlyHereAndDoesNotRelay) {
+    UserNotifier notifier;
+    Worker worker;
+    int relay_calls = 0;
+    notifier.set_relay([&](const std::vector<std::string>&) { ++relay_calls; });
+    auto a = worker.wait(notifier, "@a:x", 0, 60s);
+    auto b = worker.wait(notifier, "@b:x", 0, 60s);
+    until_waiting(notifier, 2);
+    notifier.notify_local(std::vector<std::string>{"@a:x"});  // from another instance
+    EXPECT_EQ(a.get(), notifier.counter("@a:x"));
+    EXPECT_GT(notifier.counter("@a:x"), 0u);
+    EXPECT_EQ(b.wait_for(50ms), std::future_status::timeout);
+    EXPECT_EQ(relay_calls, 0);
+    notifier.notify_local(std::vector<std::string>{"@b:x"});
+    EXPECT_EQ(b.get(), notifier.counter("@b:x"));
+    EXPECT_EQ(relay_calls, 0);
+}
+
+TEST(UserNotifier, WakeAllWakesEveryWaiterWithoutRelayingAndLaterWaitsStillWait) {
+    UserNotifier notifier;
+    Worker worker;
+    int relay_calls = 0;
+    notifier.set_relay([&](const std::vector<std::string>&) { ++relay_calls; });
+    std::vector<std::future<std::uint64_t>> waits;
+    for (int i = 0; i < 20; ++i) {
+        waits.push_back(worker.wait(notifier, "@u" + std::to_string(i) + ":x", 0, 60s));
+    }
+    until_waiting(notifier, 20);
+    notifier.wake_all();
+    for (auto& w : waits) EXPECT_GT(w.get(), 0u);
+    EXPECT_EQ(relay_calls, 0);
+    EXPECT_EQ(notifier.waiting(), 0u);
+    // Not a shutdown: a wait from the new counter waits again, until notified.
+    const auto seen = notifier.counter("@u0:x");
+    auto again = worker.wait(notifier, "@u0:x", seen, 60s);
+    until_waiting(notifier, 1);
+    EXPECT_EQ(again.wait_for(50ms), std::future_status::timeout);
+    notifier.notify("@u0:x");
+    EXPECT_GT(again.get(), seen);
+}
+
+TEST(UserNotifier, WakeAllBetweenReadingTheCounterAndWaitingIsNotLostEvenForUnseenUsers) {
+    UserNotifier notifier;
+    Worker worker;
+    // Read before the wake-all, by a user the notifier has never seen.
+    const auto seen = notifier.counter("@new:x");
+    EXPECT_EQ(seen, 0u);
+    notifier.wake_all();
+    EXPECT_GT(notifier.counter("@new:x"), seen);
+    EXPECT_GT(notifier.counter("@other:x"), 0u);
+    auto woken = worker.wait(notifier, "@new:x", seen, 60s);
+    ASSERT_EQ(woken.wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(woken.get(), notifier.counter("@new:x"));
+    // A notification after the wake-all still raises the counter above it.
+    const auto after = notifier.counter("@new:x");
+    notifier.notify("@new:x");
+    EXPECT_GT(notifier.counter("@new:x"), after);
 }
 
 }  // namespace

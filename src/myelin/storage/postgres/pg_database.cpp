@@ -20,6 +20,7 @@
 #include "myelin/storage/postgres/pg_rate_limit_exchange.hpp"
 #include "myelin/storage/postgres/pg_session_feed.hpp"
 #include "myelin/storage/postgres/pg_txn.hpp"
+#include "myelin/storage/postgres/pg_wake_channel.hpp"
 
 namespace myelin::storage {
 
@@ -102,6 +103,10 @@ public:
 
     std::unique_ptr<SessionFeed> open_session_feed() override {
         return std::make_unique<pg::PgSessionFeed>(settings_);
+    }
+
+    std::unique_ptr<WakeChannel> open_wake_channel() override {
+        return std::make_unique<pg::PgWakeChannel>(settings_);
     }
 
     void post_read(ReadJob job) override {

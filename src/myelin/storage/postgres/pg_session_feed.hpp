@@ -4,17 +4,15 @@
 // LISTENs on kSessionChannel, to which the write statements that revoke a session or advance
 // its generations send a NOTIFY in the same transaction (pg_txn.cpp), so a change is delivered
 // to every listening process right after it commits, and never for a transaction that rolled
-// back. The thread waits on the connection's socket (no polling of tables); a lost connection is
-// reopened with back-off (100 ms doubling to 2 s) and then reported as a gap.
+// back. The listening connection and its thread are a PgListener (pg_listener.hpp): a lost
+// connection is reopened with back-off (100 ms doubling to 2 s) and then reported as a gap.
 //
 // Thread-safety: start() and stop() from one thread; the handlers run on the feed's thread.
 
-#include <atomic>
 #include <optional>
 #include <string_view>
-#include <thread>
 
-#include "myelin/storage/postgres/pg_connection.hpp"
+#include "myelin/storage/postgres/pg_listener.hpp"
 #include "myelin/storage/session_feed.hpp"
 
 namespace myelin::storage::pg {
@@ -38,15 +36,7 @@ public:
     void stop() override;
 
 private:
-    // Opens a connection and LISTENs on it.
-    Result<std::unique_ptr<Connection>> connect_and_listen() const;
-    void run(std::unique_ptr<Connection> conn);
-
-    ConnectionSettings settings_;
-    ChangeHandler on_change_;
-    GapHandler on_gap_;
-    std::atomic<bool> stopping_{false};
-    std::thread thread_;
+    PgListener listener_;
 };
 
 }  // namespace myelin::storage::pg
