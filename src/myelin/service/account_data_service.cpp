@@ -33,4 +33,25 @@ boost::asio::awaitable<Result<std::int64_t>> AccountDataService::put(std::string
     return storage::write<std::int64_t>(db_, std::move(job), std::move(wake));
 }
 
+boost::asio::awaitable<Result<void>> AccountDataService::update(std::string user_id,
+                                                                std::string room_id,
+                                                                std::string type, Change change) {
+    std::function<void()> wake;
+    if (notifier_ != nullptr) wake = [notifier = notifier_, user_id] { notifier->notify(user_id); };
+    auto job = [user_id = std::move(user_id), room_id = std::move(room_id), type = std::move(type),
+                change = std::move(change)](storage::WriteTxn& txn) -> Result<void> {
+        auto found = txn.find_account_data(user_id, room_id, type);
+        if (!found) return found.error();
+        std::optional<std::string> current;
+        if (*found) current = std::move((*found)->content);
+        auto next = change(current);
+        if (!next) return next.error();
+        if (!*next) return {};
+        auto pos = txn.put_account_data(user_id, room_id, type, **next);
+        if (!pos) return pos.error();
+        return {};
+    };
+    return storage::write<void>(db_, std::move(job), std::move(wake));
+}
+
 }  // namespace myelin::service

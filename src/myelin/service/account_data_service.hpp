@@ -6,6 +6,8 @@
 // storage work runs on the database's threads.
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
@@ -30,6 +32,18 @@ public:
     // stream position. Errors: 503.
     boost::asio::awaitable<Result<std::int64_t>> put(std::string user_id, std::string room_id,
                                                      std::string type, std::string content);
+
+    // What update() makes of an entry's content (nullopt: absent): the new content (a
+    // serialized JSON object), nullopt to write nothing, or an error to abort. Must be pure: it
+    // runs on the writer thread and may run again when a PostgreSQL job is retried.
+    using Change =
+        std::function<Result<std::optional<std::string>>(const std::optional<std::string>&)>;
+
+    // Read-modify-write of one entry in a single write job, so that concurrent updates of the
+    // same entry (e.g. two room tags) are applied one after the other and none is lost. Errors:
+    // those of `change`, 503.
+    boost::asio::awaitable<Result<void>> update(std::string user_id, std::string room_id,
+                                                std::string type, Change change);
 
     // Wakes the user's long-polls (/sync) after each committed put(). nullptr (the default):
     // nobody is woken. Set before serving; `notifier` must outlive the service.

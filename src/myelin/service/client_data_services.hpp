@@ -1,7 +1,7 @@
 #pragma once
 
-// The services behind the calls clients make right after login (issue #8 §1), built together
-// so that the api::Services bundle gains one member. Thread-safety: as each service's.
+// The services behind the calls clients make right after login (issue #8 §1) and presence, built
+// together so that the api::Services bundle gains one member. Thread-safety: as each service's.
 
 #include <string>
 
@@ -10,6 +10,7 @@
 #include "myelin/service/cross_signing_service.hpp"
 #include "myelin/service/e2e_key_service.hpp"
 #include "myelin/service/filter_service.hpp"
+#include "myelin/service/presence_service.hpp"
 #include "myelin/service/profile_service.hpp"
 #include "myelin/service/push_rule_service.hpp"
 #include "myelin/service/to_device_service.hpp"
@@ -26,7 +27,8 @@ struct ClientDataServices {
           profiles(db),
           keys(db),
           cross_signing(db, server_name),
-          to_device(db, clock, server_name) {}
+          to_device(db, clock, server_name),
+          presence(db, clock) {}
 
     PushRuleService push_rules;
     AccountDataService account_data;
@@ -35,6 +37,8 @@ struct ClientDataServices {
     E2eKeyService keys;
     CrossSigningService cross_signing;
     ToDeviceService to_device;
+    // In memory, per process (presence_service.hpp).
+    PresenceService presence;
 };
 
 }  // namespace myelin::service

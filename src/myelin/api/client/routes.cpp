@@ -15,6 +15,11 @@ void add_client_routes(Router& router, Services& services) {
     add_profile_routes(router, services);
     add_account_data_routes(router, services);
     add_empty_answer_routes(router, services);
+    add_room_tag_routes(router, services);
+    add_threepid_routes(router, services);
+    add_presence_routes(router, services);
+    add_pusher_routes(router, services);
+    add_key_backup_routes(router, services);
     add_e2e_key_routes(router, services);
     add_cross_signing_routes(router, services);
     add_to_device_routes(router, services);

@@ -38,6 +38,16 @@ void add_profile_routes(Router& router, Services& services);
 void add_account_data_routes(Router& router, Services& services);
 // GET /joined_rooms, GET /voip/turnServer, GET /thirdparty/protocols (honestly empty).
 void add_empty_answer_routes(Router& router, Services& services);
+// GET /user/{userId}/rooms/{roomId}/tags, PUT/DELETE …/tags/{tag} (room account data m.tag).
+void add_room_tag_routes(Router& router, Services& services);
+// GET /account/3pid (none), and the 3PID changes the server refuses (threepids.cpp).
+void add_threepid_routes(Router& router, Services& services);
+// PUT/GET /presence/{userId}/status (in memory, per process).
+void add_presence_routes(Router& router, Services& services);
+// GET /pushers (none), POST /pushers/set (deletion only; the server sends no push).
+void add_pusher_routes(Router& router, Services& services);
+// GET /room_keys/version (404 M_NOT_FOUND: no backup), POST: not implemented.
+void add_key_backup_routes(Router& router, Services& services);
 // POST /keys/upload, /keys/query, /keys/claim, GET /keys/changes.
 void add_e2e_key_routes(Router& router, Services& services);
 // POST /keys/device_signing/upload (also /_matrix/client/unstable), /keys/signatures/upload.
