@@ -11,23 +11,17 @@ ephemeral event against its event schema (m.typing.yaml, m.receipt.yaml)."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-import urllib.parse
 
 import jsonschema
 import pytest
 
 import myelin_harness as h
 from myelin_harness import assert_matches_spec, assert_matrix_error
-from client_helpers import PREFIXES, V3, bearer, register_ok, show, unique_name
+from client_helpers import PREFIXES, V3, register_ok, show, unique_name
+from room_client import RoomClient, next_txn_id, q
 
-_txn = itertools.count()
-
-
-def q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
 
 
 def assert_event_matches_schema(event: dict) -> None:
@@ -37,34 +31,13 @@ def assert_event_matches_schema(event: dict) -> None:
     assert not errors, (event, errors)
 
 
-class Client:
-    def __init__(self, server, session):
-        self.server = server
-        self.s = session
-        self.user_id = session.user_id
-        self.h = bearer(session.access_token)
-
-    def req(self, method, path, prefix=V3, **kw):
-        return self.server.request(method, prefix + path, headers=self.h, **kw)
-
-    def ok(self, method, path, prefix=V3, **kw):
-        r = self.req(method, path, prefix, **kw)
-        assert r.status_code == 200, f"{method} {path}: {show(r)}"
-        return r.json()
-
+class Client(RoomClient):
     def sync(self, http_timeout=20, **params):
-        r = self.server.get(V3 + "/sync", headers=self.h, params=params, timeout=http_timeout)
-        assert r.status_code == 200, show(r)
-        body = r.json()
-        assert_matches_spec(body, "sync.yaml", "/sync", "get", 200)
+        body = super().sync(http_timeout=http_timeout, **params)
         for room in body["rooms"]["join"].values():
             for event in room["ephemeral"]["events"]:
                 assert_event_matches_schema(event)
         return body
-
-    def send(self, room, text):
-        return self.ok("PUT", f"/rooms/{q(room)}/send/m.room.message/e{next(_txn)}",
-                       json={"msgtype": "m.text", "body": text})["event_id"]
 
     def typing(self, room, typing, timeout=None, prefix=V3):
         body = {"typing": typing}
@@ -366,7 +339,7 @@ def test_receipt_and_read_marker_errors(shared_server, room_of_two):
 def test_a_thread_receipt_on_an_event_in_that_thread(room_of_two):
     alice, bob, room = room_of_two
     root = alice.send(room, "root")
-    reply = alice.ok("PUT", f"/rooms/{q(room)}/send/m.room.message/e{next(_txn)}",
+    reply = alice.ok("PUT", f"/rooms/{q(room)}/send/m.room.message/{next_txn_id()}",
                      json={"msgtype": "m.text", "body": "in thread",
                            "m.relates_to": {"rel_type": "m.thread", "event_id": root}})["event_id"]
     bob.receipt(room, "m.read", reply, {"thread_id": root})

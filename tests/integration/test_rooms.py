@@ -14,64 +14,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import urllib.parse
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 import myelin_harness as h
 from myelin_harness import assert_matches_spec, assert_matrix_error
-from client_helpers import V3, R0, bearer, register_ok, show
+from client_helpers import V3, R0, register_ok, show
+from room_client import RoomClient, q
 
 
 # ------------------------------------------------------------------------------ helpers
 
-def q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
-
-
-class Client:
-    def __init__(self, server, session):
-        self.server = server
-        self.s = session
-        self.user_id = session.user_id
-        self.h = bearer(session.access_token)
-
-    def req(self, method, path, prefix=V3, **kw):
-        return self.server.request(method, prefix + path, headers=self.h, **kw)
-
-    def ok(self, method, path, **kw):
-        r = self.req(method, path, **kw)
-        assert r.status_code == 200, f"{method} {path}: {show(r)}"
-        return r.json()
-
+class Client(RoomClient):
     def create(self, **body):
         r = self.req("POST", "/createRoom", json=body)
         assert r.status_code == 200, show(r)
         assert_matches_spec(r, "create_room.yaml", V3 + "/createRoom", "post", 200)
         return r.json()["room_id"]
 
-    def send(self, room, body, txn=None, type_="m.room.message"):
-        txn = txn or h_txn()
-        r = self.req("PUT", f"/rooms/{q(room)}/send/{q(type_)}/{q(txn)}",
-                     json={"msgtype": "m.text", "body": body})
-        assert r.status_code == 200, show(r)
-        assert_matches_spec(r, "room_send.yaml", f"/rooms/{room}/send/{type_}/{txn}", "put", 200)
-        return r.json()["event_id"]
-
     def messages(self, room, **params):
         r = self.req("GET", f"/rooms/{q(room)}/messages", params=params)
         assert r.status_code == 200, show(r)
         assert_matches_spec(r, "message_pagination.yaml", f"/rooms/{room}/messages", "get", 200)
         return r.json()
-
-
-_txn = [0]
-
-
-def h_txn() -> str:
-    _txn[0] += 1
-    return f"txn{_txn[0]}"
 
 
 def new_client(server, name=None) -> Client:

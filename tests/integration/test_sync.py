@@ -8,46 +8,14 @@ next `since`, account data changes show up, timeline filters (limit, types) appl
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-import urllib.parse
 
 import pytest
 
-from myelin_harness import assert_matches_spec, assert_matrix_error
-from client_helpers import PREFIXES, V3, bearer, register_ok, show, unique_name
-
-SPEC = "sync.yaml"
-_txn = itertools.count()
-
-
-def q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
-
-
-class Client:
-    def __init__(self, server, session):
-        self.server = server
-        self.s = session
-        self.user_id = session.user_id
-        self.h = bearer(session.access_token)
-
-    def ok(self, method, path, prefix=V3, **kw):
-        r = self.server.request(method, prefix + path, headers=self.h, **kw)
-        assert r.status_code == 200, f"{method} {path}: {show(r)}"
-        return r.json()
-
-    def sync(self, prefix=V3, http_timeout=20, **params):
-        r = self.server.get(prefix + "/sync", headers=self.h, params=params,
-                            timeout=http_timeout)
-        assert r.status_code == 200, show(r)
-        assert_matches_spec(r.json(), SPEC, "/sync", "get", 200)
-        return r.json()
-
-    def send(self, room, body, type_="m.room.message"):
-        return self.ok("PUT", f"/rooms/{q(room)}/send/{q(type_)}/t{next(_txn)}",
-                       json={"msgtype": "m.text", "body": body})["event_id"]
+from myelin_harness import assert_matrix_error
+from client_helpers import PREFIXES, V3, register_ok, unique_name
+from room_client import RoomClient as Client, next_txn_id, q
 
 
 @pytest.fixture
@@ -208,7 +176,7 @@ def test_long_poll_times_out_with_an_empty_answer(two):
 def test_to_device_delivered_once_and_deleted_after_next_since(two):
     alice, bob = two
     since = bob.sync()["next_batch"]
-    alice.ok("PUT", f"/sendToDevice/m.test/t{next(_txn)}",
+    alice.ok("PUT", f"/sendToDevice/m.test/{next_txn_id()}",
              json={"messages": {bob.user_id: {bob.s.device_id: {"n": 1}}}})
     first = bob.sync(since=since)
     events = first["to_device"]["events"]
@@ -304,7 +272,7 @@ def _shared_room(alice, bob) -> str:
 
 # What the other user (or the user) does, and how the woken sync shows it.
 def _to_device(alice, bob, room):
-    alice.ok("PUT", f"/sendToDevice/m.test/t{next(_txn)}",
+    alice.ok("PUT", f"/sendToDevice/m.test/{next_txn_id()}",
              json={"messages": {bob.user_id: {"*": {"hi": True}}}})
     return lambda body: body["to_device"]["events"][0]["content"] == {"hi": True}
 
