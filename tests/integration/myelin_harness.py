@@ -853,6 +853,15 @@ def response_schema(file: str, path: str, method: str, status: int | str):
     return schema, jsonschema.Draft202012Validator(schema, resolver=resolver), where
 
 
+def assert_error_schema(resp: Any) -> None:
+    """The error body of `resp` matches the spec's generic error schema (errors/error.yaml): for
+    errors an endpoint's own OpenAPI file does not list."""
+    path = spec_dir() / "data" / "api" / "client-server" / "definitions" / "errors" / "error.yaml"
+    validator = jsonschema.Draft202012Validator(load_yaml(path), resolver=_resolver(path))
+    errors = [e.message for e in validator.iter_errors(resp.json())]
+    assert not errors, (resp.json(), errors)
+
+
 def assert_matches_spec(body: Any, file: str, path: str, method: str, status: int | str) -> None:
     """Validates `body` (parsed JSON, or a requests.Response) against the response schema of
     an OpenAPI 3.1 file in data/api/client-server (e.g. "login.yaml")."""

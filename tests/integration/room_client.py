@@ -4,6 +4,8 @@ checked against the spec. Test modules subclass RoomClient for their own endpoin
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 import urllib.parse
 
 from myelin_harness import assert_matches_spec
@@ -54,3 +56,28 @@ class RoomClient:
         assert r.status_code == 200, show(r)
         assert_matches_spec(r, "room_send.yaml", f"/rooms/{room}/send/{type_}/{txn}", "put", 200)
         return r.json()["event_id"]
+
+
+def long_poll(client: RoomClient, since: str, timeout_ms: int = 10_000):
+    """Starts client.sync(since, timeout) in a thread and checks it is still waiting 0.5 s
+    later; returns (thread, result), where result gets "body" and "seconds" once it answers."""
+    result = {}
+
+    def poll():
+        started = time.monotonic()
+        result["body"] = client.sync(since=since, timeout=str(timeout_ms))
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "the long-poll answered before anything happened"
+    return thread, result
+
+
+def finish(thread, result, limit: float = 9.0) -> dict:
+    """Waits for a long_poll() to answer, well before its timeout (< `limit` s); its body."""
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert result["seconds"] < limit, result["seconds"]
+    return result["body"]

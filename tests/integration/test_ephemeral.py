@@ -11,7 +11,6 @@ ephemeral event against its event schema (m.typing.yaml, m.receipt.yaml)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import jsonschema
@@ -20,7 +19,7 @@ import pytest
 import myelin_harness as h
 from myelin_harness import assert_matches_spec, assert_matrix_error
 from client_helpers import PREFIXES, V3, register_ok, show, unique_name
-from room_client import RoomClient, next_txn_id, q
+from room_client import RoomClient, finish, long_poll, next_txn_id, q
 
 
 
@@ -89,27 +88,6 @@ def receipts_of(body: dict, room: str) -> dict:
     return events[0]["content"] if events else {}
 
 
-def long_poll(client: Client, since: str, timeout_ms: int = 10_000):
-    """Starts a /sync long-poll in a thread; returns (thread, result dict)."""
-    result = {}
-
-    def poll():
-        started = time.monotonic()
-        result["body"] = client.sync(since=since, timeout=str(timeout_ms))
-        result["seconds"] = time.monotonic() - started
-
-    thread = threading.Thread(target=poll)
-    thread.start()
-    time.sleep(0.5)
-    assert thread.is_alive(), "the long-poll answered before anything happened"
-    return thread, result
-
-
-def finish(thread, result, limit=9.0):
-    thread.join(timeout=15)
-    assert not thread.is_alive()
-    assert result["seconds"] < limit, result["seconds"]
-    return result["body"]
 
 
 # ---------------------------------------------------------------------------------- typing

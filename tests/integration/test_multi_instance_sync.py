@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import urllib.parse
 
 import pytest
 
@@ -33,6 +32,7 @@ import myelin_harness as h
 import multi_instance as mi
 from client_helpers import V3, bearer, login_ok, register_ok, show, unique_name
 from test_rate_limits import metric, scrape
+from room_client import q
 
 pytestmark = pytest.mark.skipif(
     h.backend() != "postgres",
@@ -45,10 +45,6 @@ WAKE_BOUND_S = 2.0
 LONG_POLL_MS = 20000
 
 _txn = itertools.count()
-
-
-def q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
 
 
 def report(capsys, line: str) -> None:

@@ -5,28 +5,15 @@ presence.yaml (errors it does not list against definitions/errors/error.yaml).""
 
 from __future__ import annotations
 
-import urllib.parse
 
-import jsonschema
 import pytest
 
-import myelin_harness as h
-from myelin_harness import assert_matches_spec, assert_matrix_error
+from myelin_harness import assert_error_schema, assert_matches_spec, assert_matrix_error
 from client_helpers import PREFIXES, V3, bearer, register_ok, show, unique_name
+from room_client import q
 
 prefixes = pytest.mark.parametrize("prefix", PREFIXES, ids=["v3", "r0"])
 SPEC = "presence.yaml"
-
-
-def q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
-
-
-def assert_error_schema(r) -> None:
-    path = h.spec_dir() / "data" / "api" / "client-server" / "definitions" / "errors" / "error.yaml"
-    validator = jsonschema.Draft202012Validator(h.load_yaml(path), resolver=h._resolver(path))
-    errors = [e.message for e in validator.iter_errors(r.json())]
-    assert not errors, (r.json(), errors)
 
 
 def status(prefix, user_id):

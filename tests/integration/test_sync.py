@@ -8,14 +8,13 @@ next `since`, account data changes show up, timeline filters (limit, types) appl
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from myelin_harness import assert_matrix_error
 from client_helpers import PREFIXES, V3, register_ok, unique_name
-from room_client import RoomClient as Client, next_txn_id, q
+from room_client import RoomClient as Client, finish, long_poll, next_txn_id, q
 
 
 @pytest.fixture
@@ -144,23 +143,11 @@ def test_long_poll_wakes_when_the_other_user_sends(two):
     bob.ok("POST", f"/rooms/{q(room)}/join", json={})
     since = bob.sync()["next_batch"]
 
-    result = {}
-
-    def poll():
-        started = time.monotonic()
-        result["body"] = bob.sync(since=since, timeout="10000")
-        result["seconds"] = time.monotonic() - started
-
     # Nothing happens: the long-poll would wait its 10 s. The message must end it early.
-    thread = threading.Thread(target=poll)
-    thread.start()
-    time.sleep(0.5)
-    assert thread.is_alive(), "the long-poll answered before anything happened"
+    thread, result = long_poll(bob, since)
     alice.send(room, "wake up")
-    thread.join(timeout=15)
-    assert not thread.is_alive()
-    assert result["seconds"] < 9.0, result["seconds"]
-    assert timeline_bodies(result["body"]["rooms"]["join"][room]) == ["wake up"]
+    body = finish(thread, result)
+    assert timeline_bodies(body["rooms"]["join"][room]) == ["wake up"]
 
 
 def test_long_poll_times_out_with_an_empty_answer(two):
@@ -307,22 +294,10 @@ def test_long_poll_wakes_for_every_stream(two, action):
     alice, bob = two
     room = _shared_room(alice, bob)
     since = bob.sync()["next_batch"]
-    result = {}
-
-    def poll():
-        started = time.monotonic()
-        result["body"] = bob.sync(since=since, timeout="10000")
-        result["seconds"] = time.monotonic() - started
-
-    thread = threading.Thread(target=poll)
-    thread.start()
-    time.sleep(0.5)
-    assert thread.is_alive(), "the long-poll answered before anything happened"
+    thread, result = long_poll(bob, since)
     shows = action(alice, bob, room)
-    thread.join(timeout=15)
-    assert not thread.is_alive()
-    assert result["seconds"] < 9.0, result["seconds"]
-    assert shows(result["body"]), result["body"]
+    body = finish(thread, result)
+    assert shows(body), body
 
 
 def test_device_lists_changed_only_for_users_sharing_a_room(shared_server, two):
