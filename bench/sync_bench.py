@@ -309,13 +309,21 @@ class Board:
 
     def wait_all(self, seq, receivers, timeout):
         """Waits until every poller index in `receivers` has message seq; False on timeout."""
+        return self.wait_every([seq], receivers, timeout)
+
+    def wait_every(self, seqs, receivers, timeout):
+        """Waits until every poller index in `receivers` has every message in `seqs`; False on
+        timeout. Concurrent senders' sequence numbers are not in stream order: the highest one
+        can be delivered before a lower one that committed later, so waiting for it alone is
+        not enough."""
         deadline = time.time() + timeout
         with self.cond:
-            while not receivers <= set(self.got.get(seq, {})):
-                left = deadline - time.time()
-                if left <= 0 or self.errors:
-                    return False
-                self.cond.wait(left)
+            for seq in seqs:
+                while not receivers <= set(self.got.get(seq, {})):
+                    left = deadline - time.time()
+                    if left <= 0 or self.errors:
+                        return False
+                    self.cond.wait(left)
             return True
 
 
@@ -478,8 +486,7 @@ def throughput_run(my, senders, receivers, room_id, duration, seq0):
     cpu_send, me_send = server_cpu_s(my) - cpu0, self_cpu_s() - me0
     # Let the receivers catch up (bounded), then stop them.
     everyone = set(range(len(receivers)))
-    last = max(sent) if sent else None
-    caught_up = last is None or board.wait_all(last, everyone, 30)
+    caught_up = board.wait_every(sorted(sent), everyone, 30)
     t_caught = time.perf_counter()
     cpu_all = server_cpu_s(my) - cpu0
     stop_pollers(pollers)
@@ -859,8 +866,8 @@ def report_lines(res):
                  f"**{t['sent_per_s']:,.0f} sent/s**, **{t['delivered_per_s_in_window']:,.0f} "
                  f"delivered events/s** | {t['senders']} senders back to back for "
                  f"{t['window_s']:.1f} s; delivered {t['delivered']:,} of {t['expected']:,} "
-                 f"({'all' if t['delivered'] == t['expected'] else 'NOT all'}; the last message "
-                 f"reached every member {t['catch_up_s']:.2f} s after the last send"
+                 f"({'all' if t['delivered'] == t['expected'] else 'NOT all'}; every message "
+                 f"had reached every member {t['catch_up_s']:.2f} s after the last send"
                  f"{'' if t['caught_up'] else ' (NOT within 30 s)'}); delivery p50 / p99 "
                  f"{f1(t['delivery_from_put_done']['p50_ms'], '{:.1f}')} / "
                  f"{f1(t['delivery_from_put_done']['p99_ms'], '{:.1f}')} ms; /sync answer p50 / "

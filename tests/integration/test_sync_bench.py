@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,18 @@ def test_percentiles_by_nearest_rank():
     d = sync_bench.dist_ms([0.001, 0.002, 0.003])
     assert d == {"n": 3, "p50_ms": 2.0, "p99_ms": 3.0, "max_ms": 3.0}
     assert sync_bench.dist_ms([])["p50_ms"] is None
+
+
+def test_catching_up_waits_for_every_message_not_only_the_highest_number():
+    # Two senders: message 8 committed (and was read) before message 7, which one poller has
+    # not read yet. The throughput run must not stop its pollers then.
+    board = sync_bench.Board(pollers=[])
+    board.record(0, [7, 8], 0.0, 0.001, False)
+    board.record(1, [8], 0.0, 0.001, False)
+    assert board.wait_all(8, {0, 1}, 0.05)
+    assert not board.wait_every([7, 8], {0, 1}, 0.05)
+    threading.Timer(0.05, board.record, args=(1, [7], 0.0, 0.001, False)).start()
+    assert board.wait_every([7, 8], {0, 1}, 5)
 
 
 def test_report_names_a_failed_or_skipped_backend():
