@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "myelin/storage/postgres/pg_rows.hpp"
 #include "myelin/storage/row_readers.hpp"
 
 namespace myelin::storage::pg {
@@ -232,37 +233,6 @@ constexpr std::string_view kPruneUiaSessions =
 #undef MYELIN_PG_JOINED_SESSION_COLUMNS
 
 // ---- Helpers ------------------------------------------------------------------------------
-
-// At most one row, read with `read_row` (which returns T or Result<T>).
-template <typename T, typename ReadRow>
-Result<std::optional<T>> first_row(const Result<Rows>& rows, ReadRow read_row) {
-    if (!rows) return rows.error();
-    if (rows->empty()) return std::optional<T>();
-    Result<T> value = read_row(rows->row(0));
-    if (!value) return value.error();
-    return std::optional<T>(std::move(*value));
-}
-
-// Every row, read with `read_row` (which returns T).
-template <typename T, typename ReadRow>
-Result<std::vector<T>> all_rows(const Result<Rows>& rows, ReadRow read_row) {
-    if (!rows) return rows.error();
-    std::vector<T> out;
-    out.reserve(static_cast<std::size_t>(rows->size()));
-    for (int i = 0; i < rows->size(); ++i) out.push_back(read_row(rows->row(i)));
-    return out;
-}
-
-// Whether the statement changed exactly one row.
-Result<bool> changed_one(const Result<Rows>& rows) {
-    if (!rows) return rows.error();
-    return rows->affected() == 1;
-}
-
-Result<void> done(const Result<Rows>& rows) {
-    if (!rows) return rows.error();
-    return {};
-}
 
 Params& add_optional_bytes(Params& params, const std::vector<std::uint8_t>& bytes) {
     return bytes.empty() ? params.add_null() : params.add_bytes(bytes);

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "myelin/storage/postgres/pg_rows.hpp"
 #include "myelin/storage/postgres/pg_txn.hpp"
 
 namespace myelin::storage::pg {
@@ -27,20 +28,6 @@ constexpr std::string_view kUpsertKeySignature =
     "signer_key_id) DO UPDATE SET signature = excluded.signature";
 constexpr std::string_view kDeleteKeySignatures =
     "DELETE FROM key_signatures WHERE target_user = $1 AND target_key = $2";
-
-template <typename T, typename ReadRow>
-Result<std::vector<T>> all_rows(const Result<Rows>& rows, ReadRow read_row) {
-    if (!rows) return rows.error();
-    std::vector<T> out;
-    out.reserve(static_cast<std::size_t>(rows->size()));
-    for (int i = 0; i < rows->size(); ++i) out.push_back(read_row(rows->row(i)));
-    return out;
-}
-
-Result<void> ran(const Result<Rows>& rows) {
-    if (!rows) return rows.error();
-    return {};
-}
 
 }  // namespace
 
@@ -74,25 +61,25 @@ MYELIN_PG_CROSS_SIGNING_QUERIES(WriteTxn)
 #undef MYELIN_PG_CROSS_SIGNING_QUERIES
 
 Result<void> PgWriteTxn::upsert_cross_signing_key(const CrossSigningKeyRecord& key) {
-    return ran(conn_.query(kUpsertCrossSigningKey, Params{}
-                                                       .add_text(key.user_id)
-                                                       .add_text(key.key_type)
-                                                       .add_text(key.public_key)
-                                                       .add_text(key.key_json)));
+    return done(conn_.query(kUpsertCrossSigningKey, Params{}
+                                                        .add_text(key.user_id)
+                                                        .add_text(key.key_type)
+                                                        .add_text(key.public_key)
+                                                        .add_text(key.key_json)));
 }
 
 Result<void> PgWriteTxn::upsert_key_signature(const KeySignatureRecord& signature) {
-    return ran(conn_.query(kUpsertKeySignature, Params{}
-                                                    .add_text(signature.target_user)
-                                                    .add_text(signature.target_key)
-                                                    .add_text(signature.signer_user)
-                                                    .add_text(signature.signer_key_id)
-                                                    .add_text(signature.signature)));
+    return done(conn_.query(kUpsertKeySignature, Params{}
+                                                     .add_text(signature.target_user)
+                                                     .add_text(signature.target_key)
+                                                     .add_text(signature.signer_user)
+                                                     .add_text(signature.signer_key_id)
+                                                     .add_text(signature.signature)));
 }
 
 Result<void> PgWriteTxn::delete_key_signatures(std::string_view target_user,
                                                std::string_view target_key) {
-    return ran(
+    return done(
         conn_.query(kDeleteKeySignatures, Params{}.add_text(target_user).add_text(target_key)));
 }
 
