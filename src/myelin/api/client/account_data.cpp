@@ -90,20 +90,11 @@ boost::asio::awaitable<Result<http::Response>> put_room(Services& services, Requ
 }  // namespace
 
 void add_account_data_routes(Router& router, Services& services) {
-    auto bind = [&services](auto fn) {
-        return [&services, fn](RequestContext& ctx) { return fn(services, ctx); };
-    };
-    auto add = [&](http::Method method, std::string path, AsyncHandler handler) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .async = std::move(handler)});
-    };
-    add(http::Method::kGet, "/user/{userId}/account_data/{type}", bind(get_global));
-    add(http::Method::kPut, "/user/{userId}/account_data/{type}", bind(put_global));
-    add(http::Method::kGet, "/user/{userId}/rooms/{roomId}/account_data/{type}", bind(get_room));
-    add(http::Method::kPut, "/user/{userId}/rooms/{roomId}/account_data/{type}", bind(put_room));
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/user/{userId}/account_data/{type}", get_global);
+    routes.add(http::Method::kPut, "/user/{userId}/account_data/{type}", put_global);
+    routes.add(http::Method::kGet, "/user/{userId}/rooms/{roomId}/account_data/{type}", get_room);
+    routes.add(http::Method::kPut, "/user/{userId}/rooms/{roomId}/account_data/{type}", put_room);
 }
 
 }  // namespace myelin::api::client

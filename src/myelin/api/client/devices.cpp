@@ -124,35 +124,13 @@ boost::asio::awaitable<Result<http::Response>> post_delete_devices(Services& ser
 }  // namespace
 
 void add_device_routes(Router& router, Services& services) {
-    auto bind = [&services](auto fn) {
-        return [&services, fn](RequestContext& ctx) { return fn(services, ctx); };
-    };
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/devices",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .async = bind(get_devices)});
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/devices/{deviceId}",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .async = bind(get_device)});
-    router.add(Route{.method = http::Method::kPut,
-                     .path = "/devices/{deviceId}",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .async = bind(put_device)});
-    router.add(Route{.method = http::Method::kDelete,
-                     .path = "/devices/{deviceId}",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .async = bind(delete_device)});
-    router.add(Route{.method = http::Method::kPost,
-                     .path = "/delete_devices",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .body_limit = kDeleteDevicesBodyLimit,
-                     .async = bind(post_delete_devices)});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/devices", get_devices);
+    routes.add(http::Method::kGet, "/devices/{deviceId}", get_device);
+    routes.add(http::Method::kPut, "/devices/{deviceId}", put_device);
+    routes.add(http::Method::kDelete, "/devices/{deviceId}", delete_device);
+    routes.add(http::Method::kPost, "/delete_devices", post_delete_devices,
+               kDeleteDevicesBodyLimit);
 }
 
 }  // namespace myelin::api::client

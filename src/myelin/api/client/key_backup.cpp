@@ -20,17 +20,11 @@ Result<http::Response> not_implemented(RequestContext&) {
 
 }  // namespace
 
-void add_key_backup_routes(Router& router, Services&) {
-    auto add = [&](http::Method method, std::string path, SyncHandler handler) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .sync = std::move(handler)});
-    };
-    add(http::Method::kGet, "/room_keys/version", no_backup);
-    add(http::Method::kPost, "/room_keys/version", not_implemented);
-    add(http::Method::kGet, "/room_keys/version/{version}", no_backup);
+void add_key_backup_routes(Router& router, Services& services) {
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/room_keys/version", no_backup);
+    routes.add(http::Method::kPost, "/room_keys/version", not_implemented);
+    routes.add(http::Method::kGet, "/room_keys/version/{version}", no_backup);
 }
 
 }  // namespace myelin::api::client

@@ -146,26 +146,17 @@ boost::asio::awaitable<Result<http::Response>> put_actions(Services& services,
 }  // namespace
 
 void add_push_rule_routes(Router& router, Services& services) {
-    auto bind = [&services](auto fn) {
-        return [&services, fn](RequestContext& ctx) { return fn(services, ctx); };
-    };
-    auto add = [&](http::Method method, std::string path, AsyncHandler handler) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .async = std::move(handler)});
-    };
+    AuthenticatedRoutes routes(router, services);
     const std::string rule = "/pushrules/global/{kind}/{ruleId}";
-    add(http::Method::kGet, "/pushrules/", bind(get_all));
-    add(http::Method::kGet, "/pushrules/global/", bind(get_global));
-    add(http::Method::kGet, rule, bind(get_rule));
-    add(http::Method::kPut, rule, bind(put_rule));
-    add(http::Method::kDelete, rule, bind(delete_rule));
-    add(http::Method::kGet, rule + "/enabled", bind(get_enabled));
-    add(http::Method::kPut, rule + "/enabled", bind(put_enabled));
-    add(http::Method::kGet, rule + "/actions", bind(get_actions));
-    add(http::Method::kPut, rule + "/actions", bind(put_actions));
+    routes.add(http::Method::kGet, "/pushrules/", get_all);
+    routes.add(http::Method::kGet, "/pushrules/global/", get_global);
+    routes.add(http::Method::kGet, rule, get_rule);
+    routes.add(http::Method::kPut, rule, put_rule);
+    routes.add(http::Method::kDelete, rule, delete_rule);
+    routes.add(http::Method::kGet, rule + "/enabled", get_enabled);
+    routes.add(http::Method::kPut, rule + "/enabled", put_enabled);
+    routes.add(http::Method::kGet, rule + "/actions", get_actions);
+    routes.add(http::Method::kPut, rule + "/actions", put_actions);
 }
 
 }  // namespace myelin::api::client

@@ -81,19 +81,10 @@ boost::asio::awaitable<Result<http::Response>> delete_tag(Services& services, Re
 }  // namespace
 
 void add_room_tag_routes(Router& router, Services& services) {
-    auto bind = [&services](auto fn) {
-        return [&services, fn](RequestContext& ctx) { return fn(services, ctx); };
-    };
-    auto add = [&](http::Method method, std::string path, AsyncHandler handler) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .async = std::move(handler)});
-    };
-    add(http::Method::kGet, "/user/{userId}/rooms/{roomId}/tags", bind(get_tags));
-    add(http::Method::kPut, "/user/{userId}/rooms/{roomId}/tags/{tag}", bind(put_tag));
-    add(http::Method::kDelete, "/user/{userId}/rooms/{roomId}/tags/{tag}", bind(delete_tag));
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/user/{userId}/rooms/{roomId}/tags", get_tags);
+    routes.add(http::Method::kPut, "/user/{userId}/rooms/{roomId}/tags/{tag}", put_tag);
+    routes.add(http::Method::kDelete, "/user/{userId}/rooms/{roomId}/tags/{tag}", delete_tag);
 }
 
 }  // namespace myelin::api::client

@@ -482,58 +482,50 @@ Result<http::Response> server_keys(Services& services, const events::SigningKey&
 }  // namespace
 
 void add_room_routes(Router& router, Services& services) {
-    auto bind = [&services](auto fn) {
-        return [&services, fn](RequestContext& ctx) { return fn(services, ctx); };
-    };
-    auto bind_membership = [&services](service::MembershipAction action) {
+    using Action = service::MembershipAction;
+    auto bind_membership = [&services](Action action) {
         return [&services, action](RequestContext& ctx) {
             return change_membership(services, ctx, action);
         };
     };
-    const auto add = [&router](http::Method method, std::string path, AsyncHandler handler,
-                               std::size_t body_limit = 0) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .body_limit = body_limit,
-                         .async = std::move(handler)});
-    };
+    AuthenticatedRoutes routes(router, services);
     using M = http::Method;
-    add(M::kPost, "/createRoom", bind(create_room), kCreateRoomBodyLimit);
-    add(M::kPut, "/rooms/{roomId}/send/{eventType}/{txnId}", bind(send_event), kEventBodyLimit);
-    add(M::kPut, "/rooms/{roomId}/state/{eventType}/{stateKey}", bind(put_state), kEventBodyLimit);
-    add(M::kPut, "/rooms/{roomId}/state/{eventType}", bind(put_state), kEventBodyLimit);
-    add(M::kPut, "/rooms/{roomId}/state/{eventType}/", bind(put_state), kEventBodyLimit);
-    add(M::kGet, "/rooms/{roomId}/state/{eventType}/{stateKey}", bind(get_state_event));
-    add(M::kGet, "/rooms/{roomId}/state/{eventType}", bind(get_state_event));
-    add(M::kGet, "/rooms/{roomId}/state/{eventType}/", bind(get_state_event));
-    add(M::kGet, "/rooms/{roomId}/state", bind(get_state));
-    add(M::kPut, "/rooms/{roomId}/redact/{eventId}/{txnId}", bind(redact));
-    add(M::kPost, "/rooms/{roomId}/join", bind(join_room_id));
-    add(M::kPost, "/join/{roomIdOrAlias}", bind(join_room_id));
-    add(M::kPost, "/rooms/{roomId}/leave", bind_membership(service::MembershipAction::kLeave));
-    add(M::kPost, "/rooms/{roomId}/invite", bind_membership(service::MembershipAction::kInvite));
-    add(M::kPost, "/rooms/{roomId}/kick", bind_membership(service::MembershipAction::kKick));
-    add(M::kPost, "/rooms/{roomId}/ban", bind_membership(service::MembershipAction::kBan));
-    add(M::kPost, "/rooms/{roomId}/unban", bind_membership(service::MembershipAction::kUnban));
-    add(M::kPost, "/rooms/{roomId}/forget", bind(forget));
-    add(M::kGet, "/rooms/{roomId}/messages", bind(messages));
-    add(M::kGet, "/rooms/{roomId}/event/{eventId}", bind(get_event));
-    add(M::kGet, "/rooms/{roomId}/context/{eventId}", bind(context));
-    add(M::kGet, "/rooms/{roomId}/members", bind(members));
-    add(M::kGet, "/rooms/{roomId}/joined_members", bind(joined_members));
-    add(M::kGet, "/joined_rooms", bind(joined_rooms));
-    add(M::kPut, "/directory/room/{roomAlias}", bind(put_alias));
-    add(M::kGet, "/directory/room/{roomAlias}", bind(get_alias));
-    add(M::kDelete, "/directory/room/{roomAlias}", bind(delete_alias));
+    routes.add(M::kPost, "/createRoom", create_room, kCreateRoomBodyLimit);
+    routes.add(M::kPut, "/rooms/{roomId}/send/{eventType}/{txnId}", send_event, kEventBodyLimit);
+    routes.add(M::kPut, "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state, kEventBodyLimit);
+    routes.add(M::kPut, "/rooms/{roomId}/state/{eventType}", put_state, kEventBodyLimit);
+    routes.add(M::kPut, "/rooms/{roomId}/state/{eventType}/", put_state, kEventBodyLimit);
+    routes.add(M::kGet, "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state_event);
+    routes.add(M::kGet, "/rooms/{roomId}/state/{eventType}", get_state_event);
+    routes.add(M::kGet, "/rooms/{roomId}/state/{eventType}/", get_state_event);
+    routes.add(M::kGet, "/rooms/{roomId}/state", get_state);
+    routes.add(M::kPut, "/rooms/{roomId}/redact/{eventId}/{txnId}", redact);
+    routes.add(M::kPost, "/rooms/{roomId}/join", join_room_id);
+    routes.add(M::kPost, "/join/{roomIdOrAlias}", join_room_id);
+    routes.add(M::kPost, "/rooms/{roomId}/leave", bind_membership(Action::kLeave));
+    routes.add(M::kPost, "/rooms/{roomId}/invite", bind_membership(Action::kInvite));
+    routes.add(M::kPost, "/rooms/{roomId}/kick", bind_membership(Action::kKick));
+    routes.add(M::kPost, "/rooms/{roomId}/ban", bind_membership(Action::kBan));
+    routes.add(M::kPost, "/rooms/{roomId}/unban", bind_membership(Action::kUnban));
+    routes.add(M::kPost, "/rooms/{roomId}/forget", forget);
+    routes.add(M::kGet, "/rooms/{roomId}/messages", messages);
+    routes.add(M::kGet, "/rooms/{roomId}/event/{eventId}", get_event);
+    routes.add(M::kGet, "/rooms/{roomId}/context/{eventId}", context);
+    routes.add(M::kGet, "/rooms/{roomId}/members", members);
+    routes.add(M::kGet, "/rooms/{roomId}/joined_members", joined_members);
+    routes.add(M::kGet, "/joined_rooms", joined_rooms);
+    routes.add(M::kPut, "/directory/room/{roomAlias}", put_alias);
+    routes.add(M::kGet, "/directory/room/{roomAlias}", get_alias);
+    routes.add(M::kDelete, "/directory/room/{roomAlias}", delete_alias);
     // Without authentication (the spec's GET /publicRooms and the listing's GET).
-    router.add(Route{.method = M::kGet, .path = "/publicRooms", .async = bind(public_rooms)});
     router.add(Route{
-        .method = M::kGet, .path = "/directory/list/room/{roomId}", .async = bind(get_visibility)});
-    add(M::kPost, "/publicRooms", bind(post_public_rooms));
-    add(M::kGet, "/rooms/{roomId}/aliases", bind(get_room_aliases));
-    add(M::kPut, "/directory/list/room/{roomId}", bind(put_visibility));
+        .method = M::kGet, .path = "/publicRooms", .async = bind_services(services, public_rooms)});
+    router.add(Route{.method = M::kGet,
+                     .path = "/directory/list/room/{roomId}",
+                     .async = bind_services(services, get_visibility)});
+    routes.add(M::kPost, "/publicRooms", post_public_rooms);
+    routes.add(M::kGet, "/rooms/{roomId}/aliases", get_room_aliases);
+    routes.add(M::kPut, "/directory/list/room/{roomId}", put_visibility);
     const events::SigningKey& key = services.signing_key;
     const Clock& clock = services.clock;
     router.add(Route{.method = M::kGet,

@@ -1,6 +1,35 @@
 #include "myelin/api/client/routes.hpp"
 
+#include <utility>
+
 namespace myelin::api::client {
+
+AsyncHandler bind_services(Services& services, ServiceHandler handler) {
+    return [&services, handler](RequestContext& ctx) { return handler(services, ctx); };
+}
+
+void AuthenticatedRoutes::add(http::Method method, std::string path, ServiceHandler handler,
+                              std::size_t body_limit) {
+    add(method, std::move(path), bind_services(services_, handler), body_limit);
+}
+
+void AuthenticatedRoutes::add(http::Method method, std::string path, AsyncHandler handler,
+                              std::size_t body_limit) {
+    router_.add(Route{.method = method,
+                      .path = std::move(path),
+                      .auth = AuthPolicy::kRequired,
+                      .rate_class = RateClass::kAuthenticated,
+                      .body_limit = body_limit,
+                      .async = std::move(handler)});
+}
+
+void AuthenticatedRoutes::add(http::Method method, std::string path, SyncHandler handler) {
+    router_.add(Route{.method = method,
+                      .path = std::move(path),
+                      .auth = AuthPolicy::kRequired,
+                      .rate_class = RateClass::kAuthenticated,
+                      .sync = std::move(handler)});
+}
 
 void add_client_routes(Router& router, Services& services) {
     add_discovery_routes(router, services);

@@ -3,10 +3,50 @@
 // Registration of every client-server route, one function per endpoint group (each defined in
 // the file of that group). add_client_routes() is the single place the table is assembled.
 
+#include <cstddef>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
 #include "myelin/api/router.hpp"
 #include "myelin/api/services.hpp"
 
 namespace myelin::api::client {
+
+// A handler given the server's services and the request (the form of most endpoint functions).
+using ServiceHandler = boost::asio::awaitable<Result<http::Response>> (*)(Services&,
+                                                                          RequestContext&);
+
+// `handler` as a route's AsyncHandler, called with `services` (which must outlive the route).
+AsyncHandler bind_services(Services& services, ServiceHandler handler);
+
+// Adds the common kind of client route to `router`: mounted under /_matrix/client/v3 and /r0,
+// needing a valid access token (401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN before the handler runs)
+// and drawing from the authenticated rate-limit bucket. Used by the add_*_routes functions below;
+// call only before serving. Routes with another policy are added with Router::add directly.
+class AuthenticatedRoutes {
+public:
+    // A handler given the server's services and the request.
+    using ServiceHandler = boost::asio::awaitable<Result<http::Response>> (*)(Services&,
+                                                                              RequestContext&);
+
+    // `router` and `services` must outlive the router's use (the handlers keep `services`).
+    AuthenticatedRoutes(Router& router, Services& services)
+        : router_(router), services_(services) {}
+
+    // method + path -> handler(services, request). body_limit in bytes; 0: the server default.
+    void add(http::Method method, std::string path, ServiceHandler handler,
+             std::size_t body_limit = 0);
+    // method + path -> handler(request), a handler bound by the caller.
+    void add(http::Method method, std::string path, AsyncHandler handler,
+             std::size_t body_limit = 0);
+    // method + path -> handler(request), answered on the network thread (no I/O, no hashing).
+    void add(http::Method method, std::string path, SyncHandler handler);
+
+private:
+    Router& router_;
+    Services& services_;
+};
 
 // GET /_matrix/client/versions, GET /.well-known/matrix/client, GET /health.
 void add_discovery_routes(Router& router, Services& services);

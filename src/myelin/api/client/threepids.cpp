@@ -38,20 +38,14 @@ Result<http::Response> changes_disabled(RequestContext&) {
 
 }  // namespace
 
-void add_threepid_routes(Router& router, Services&) {
-    auto add = [&](http::Method method, std::string path, SyncHandler handler) {
-        router.add(Route{.method = method,
-                         .path = std::move(path),
-                         .auth = AuthPolicy::kRequired,
-                         .rate_class = RateClass::kAuthenticated,
-                         .sync = std::move(handler)});
-    };
-    add(http::Method::kGet, "/account/3pid", list_threepids);
-    add(http::Method::kPost, "/account/3pid", changes_disabled);
-    add(http::Method::kPost, "/account/3pid/add", changes_disabled);
-    add(http::Method::kPost, "/account/3pid/delete", changes_disabled);
-    add(http::Method::kPost, "/account/3pid/email/requestToken", medium_not_supported);
-    add(http::Method::kPost, "/account/3pid/msisdn/requestToken", medium_not_supported);
+void add_threepid_routes(Router& router, Services& services) {
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/account/3pid", list_threepids);
+    routes.add(http::Method::kPost, "/account/3pid", changes_disabled);
+    routes.add(http::Method::kPost, "/account/3pid/add", changes_disabled);
+    routes.add(http::Method::kPost, "/account/3pid/delete", changes_disabled);
+    routes.add(http::Method::kPost, "/account/3pid/email/requestToken", medium_not_supported);
+    routes.add(http::Method::kPost, "/account/3pid/msisdn/requestToken", medium_not_supported);
 }
 
 }  // namespace myelin::api::client
