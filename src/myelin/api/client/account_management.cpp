@@ -107,24 +107,11 @@ boost::asio::awaitable<Result<http::Response>> get_token_validity(Services& serv
 }  // namespace
 
 void add_account_management_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/account/password",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return post_password(services, ctx); }});
-    router.add(Route{
-        .method = http::Method::kPost,
-        .path = "/account/deactivate",
-        .auth = AuthPolicy::kRequired,
-        .rate_class = RateClass::kAuthenticated,
-        .async = [&services](RequestContext& ctx) { return post_deactivate(services, ctx); }});
-    router.add(Route{
-        .method = http::Method::kGet,
-        .path = "/capabilities",
-        .auth = AuthPolicy::kRequired,
-        .rate_class = RateClass::kAuthenticated,
-        .sync = [](RequestContext&) -> Result<http::Response> { return capabilities_response(); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPost, "/account/password", post_password);
+    routes.add(http::Method::kPost, "/account/deactivate", post_deactivate);
+    routes.add(http::Method::kGet, "/capabilities",
+               [](RequestContext&) -> Result<http::Response> { return capabilities_response(); });
     router.add(Route{
         .method = http::Method::kGet,
         .mount = Mount::kClientV1,

@@ -107,6 +107,7 @@ boost::asio::awaitable<Result<http::Response>> post_signatures_upload(Services& 
 }  // namespace
 
 void add_cross_signing_routes(Router& router, Services& services) {
+    AuthenticatedRoutes routes(router, services);
     for (auto [mount, path] :
          {std::pair{Mount::kClient, std::string("/keys/device_signing/upload")},
           std::pair{Mount::kExact,
@@ -121,14 +122,8 @@ void add_cross_signing_routes(Router& router, Services& services) {
                              return post_device_signing_upload(services, ctx);
                          }});
     }
-    router.add(Route{.method = http::Method::kPost,
-                     .path = "/keys/signatures/upload",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .body_limit = kSigningBodyLimit,
-                     .async = [&services](RequestContext& ctx) {
-                         return post_signatures_upload(services, ctx);
-                     }});
+    routes.add(http::Method::kPost, "/keys/signatures/upload", post_signatures_upload,
+               kSigningBodyLimit);
 }
 
 }  // namespace myelin::api::client

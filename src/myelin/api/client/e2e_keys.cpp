@@ -258,32 +258,11 @@ Result<http::Response> get_changes(RequestContext& ctx) {
 }  // namespace
 
 void add_e2e_key_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/keys/upload",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .body_limit = kKeysBodyLimit,
-              .async = [&services](RequestContext& ctx) { return post_upload(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/keys/query",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .body_limit = kKeysBodyLimit,
-              .async = [&services](RequestContext& ctx) { return post_query(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/keys/claim",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .body_limit = kKeysBodyLimit,
-              .async = [&services](RequestContext& ctx) { return post_claim(services, ctx); }});
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/keys/changes",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .sync = [](RequestContext& ctx) { return get_changes(ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPost, "/keys/upload", post_upload, kKeysBodyLimit);
+    routes.add(http::Method::kPost, "/keys/query", post_query, kKeysBodyLimit);
+    routes.add(http::Method::kPost, "/keys/claim", post_claim, kKeysBodyLimit);
+    routes.add(http::Method::kGet, "/keys/changes", get_changes);
 }
 
 }  // namespace myelin::api::client

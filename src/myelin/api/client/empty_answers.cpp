@@ -9,22 +9,19 @@
 #include "myelin/api/client/routes.hpp"
 
 namespace myelin::api::client {
+namespace {
 
-void add_empty_answer_routes(Router& router, Services&) {
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/voip/turnServer",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .sync = [](RequestContext&) -> Result<http::Response> {
-                         return http::json_response(boost::json::object{});
-                     }});
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/thirdparty/protocols",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .sync = [](RequestContext&) -> Result<http::Response> {
-                         return http::json_response(boost::json::object{});
-                     }});
+// 200 {}.
+Result<http::Response> empty_object(RequestContext&) {
+    return http::json_response(boost::json::object{});
+}
+
+}  // namespace
+
+void add_empty_answer_routes(Router& router, Services& services) {
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/voip/turnServer", empty_object);
+    routes.add(http::Method::kGet, "/thirdparty/protocols", empty_object);
 }
 
 }  // namespace myelin::api::client

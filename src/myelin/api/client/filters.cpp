@@ -126,18 +126,9 @@ boost::asio::awaitable<Result<http::Response>> get_filter(Services& services, Re
 }  // namespace
 
 void add_filter_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/user/{userId}/filter",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return post_filter(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kGet,
-              .path = "/user/{userId}/filter/{filterId}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return get_filter(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPost, "/user/{userId}/filter", post_filter);
+    routes.add(http::Method::kGet, "/user/{userId}/filter/{filterId}", get_filter);
 }
 
 }  // namespace myelin::api::client

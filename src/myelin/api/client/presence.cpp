@@ -46,18 +46,10 @@ boost::asio::awaitable<Result<http::Response>> get_status(Services& services, Re
 }  // namespace
 
 void add_presence_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPut,
-              .path = "/presence/{userId}/status",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .sync = [&services](RequestContext& ctx) { return put_status(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kGet,
-              .path = "/presence/{userId}/status",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return get_status(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPut, "/presence/{userId}/status",
+               [&services](RequestContext& ctx) { return put_status(services, ctx); });
+    routes.add(http::Method::kGet, "/presence/{userId}/status", get_status);
 }
 
 }  // namespace myelin::api::client

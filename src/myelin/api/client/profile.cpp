@@ -98,24 +98,10 @@ boost::asio::awaitable<Result<http::Response>> put_field(Services& services, Req
 }  // namespace
 
 void add_profile_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kGet,
-              .path = "/profile/{userId}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return get_profile(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kGet,
-              .path = "/profile/{userId}/{keyName}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return get_field(services, ctx); }});
-    router.add(
-        Route{.method = http::Method::kPut,
-              .path = "/profile/{userId}/{keyName}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return put_field(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/profile/{userId}", get_profile);
+    routes.add(http::Method::kGet, "/profile/{userId}/{keyName}", get_field);
+    routes.add(http::Method::kPut, "/profile/{userId}/{keyName}", put_field);
 }
 
 }  // namespace myelin::api::client

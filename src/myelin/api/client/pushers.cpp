@@ -43,17 +43,10 @@ Result<http::Response> set_pusher(RequestContext& ctx) {
 
 }  // namespace
 
-void add_pusher_routes(Router& router, Services&) {
-    router.add(Route{.method = http::Method::kGet,
-                     .path = "/pushers",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .sync = list_pushers});
-    router.add(Route{.method = http::Method::kPost,
-                     .path = "/pushers/set",
-                     .auth = AuthPolicy::kRequired,
-                     .rate_class = RateClass::kAuthenticated,
-                     .sync = set_pusher});
+void add_pusher_routes(Router& router, Services& services) {
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/pushers", list_pushers);
+    routes.add(http::Method::kPost, "/pushers/set", set_pusher);
 }
 
 }  // namespace myelin::api::client

@@ -89,18 +89,10 @@ boost::asio::awaitable<Result<http::Response>> post_read_markers(Services& servi
 }  // namespace
 
 void add_receipt_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPost,
-              .path = "/rooms/{roomId}/receipt/{receiptType}/{eventId}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return post_receipt(services, ctx); }});
-    router.add(Route{
-        .method = http::Method::kPost,
-        .path = "/rooms/{roomId}/read_markers",
-        .auth = AuthPolicy::kRequired,
-        .rate_class = RateClass::kAuthenticated,
-        .async = [&services](RequestContext& ctx) { return post_read_markers(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPost, "/rooms/{roomId}/receipt/{receiptType}/{eventId}",
+               post_receipt);
+    routes.add(http::Method::kPost, "/rooms/{roomId}/read_markers", post_read_markers);
 }
 
 }  // namespace myelin::api::client

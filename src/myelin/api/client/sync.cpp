@@ -74,12 +74,8 @@ boost::asio::awaitable<Result<http::Response>> get_sync(Services& services, Requ
 }  // namespace
 
 void add_sync_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kGet,
-              .path = "/sync",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return get_sync(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kGet, "/sync", get_sync);
 }
 
 }  // namespace myelin::api::client

@@ -52,13 +52,9 @@ boost::asio::awaitable<Result<http::Response>> put_send(Services& services, Requ
 }  // namespace
 
 void add_to_device_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPut,
-              .path = "/sendToDevice/{eventType}/{txnId}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .body_limit = kToDeviceBodyLimit,
-              .async = [&services](RequestContext& ctx) { return put_send(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPut, "/sendToDevice/{eventType}/{txnId}", put_send,
+               kToDeviceBodyLimit);
 }
 
 }  // namespace myelin::api::client

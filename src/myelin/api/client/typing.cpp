@@ -52,12 +52,8 @@ boost::asio::awaitable<Result<http::Response>> put_typing(Services& services, Re
 }  // namespace
 
 void add_typing_routes(Router& router, Services& services) {
-    router.add(
-        Route{.method = http::Method::kPut,
-              .path = "/rooms/{roomId}/typing/{userId}",
-              .auth = AuthPolicy::kRequired,
-              .rate_class = RateClass::kAuthenticated,
-              .async = [&services](RequestContext& ctx) { return put_typing(services, ctx); }});
+    AuthenticatedRoutes routes(router, services);
+    routes.add(http::Method::kPut, "/rooms/{roomId}/typing/{userId}", put_typing);
 }
 
 }  // namespace myelin::api::client
