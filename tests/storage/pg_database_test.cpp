@@ -59,8 +59,9 @@ protected:
 class JobGate {
 public:
     JobGate(Database& db, std::function<Result<void>(WriteTxn&)> before,
-            std::function<Result<void>(WriteTxn&)> after = {}) {
+            std::function<Result<void>(WriteTxn&)> after = {}, SharedCounters counters = 0) {
         WriteJob job;
+        job.counters = counters;
         job.run = [this, before = std::move(before),
                    after = std::move(after)](WriteTxn& txn) -> Result<void> {
             if (before) {
@@ -410,6 +411,117 @@ TEST_F(PostgresDatabaseTest, TwoProcessesRacingARotationKeepOneLineage) {
               std::vector<std::string>{std::to_string(kRounds + 1)});
     EXPECT_EQ(pgdb_->query("SELECT count(DISTINCT generation) FROM access_tokens"),
               std::vector<std::string>{std::to_string(kRounds)});
+}
+
+// A write job bumping the global device_lists counter (its own device, so rows never clash).
+Result<void> bump_device_lists(WriteTxn& txn, const std::string& device) {
+    auto pos = txn.record_device_list_change("@counter:x", device);
+    if (!pos) return pos.error();
+    return {};
+}
+
+// The number of this database's lock requests of `type` ("advisory" for pg_advisory_lock,
+// "transactionid" for a row that another open transaction changed), waiting or granted.
+int locks(const PostgresTestDatabase& pgdb, const std::string& type, bool granted) {
+    auto rows = pgdb.query(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE a.datname = current_database() AND l.locktype = '" +
+        type + "' AND l.granted = " + (granted ? "true" : "false"));
+    return rows.empty() ? -1 : std::stoi(rows.front());
+}
+int waiting_for(const PostgresTestDatabase& pgdb, const std::string& type) {
+    return locks(pgdb, type, false);
+}
+
+// Polls `done` for up to 10 s.
+bool eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 1000; ++i) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+}
+
+TEST_F(PostgresDatabaseTest, JobsNamingASharedCounterWaitTheirTurnInsteadOfLosingARace) {
+    // No second attempts: a job that loses a serialization race fails.
+    PostgresOptions options = pgdb_->options();
+    options.max_attempts = 1;
+    auto first = open(options);
+    auto second = open(options);  // another process on the same database
+    ASSERT_TRUE(first && second);
+    // The first job has bumped the counter and is still open.
+    JobGate holder(
+        *first, [](WriteTxn& txn) { return bump_device_lists(txn, "A"); }, {}, kDeviceListsCounter);
+    // The second waits for it before its transaction starts (it would otherwise block on the
+    // counter row, then lose to the first's commit).
+    auto waiter = std::async(std::launch::async, [&] {
+        return write_sync<void>(
+            *second, [](WriteTxn& txn) { return bump_device_lists(txn, "B"); },
+            kDeviceListsCounter);
+    });
+    EXPECT_TRUE(eventually([&] { return waiting_for(*pgdb_, "advisory") == 1; }));
+    EXPECT_EQ(waiting_for(*pgdb_, "transactionid"), 0);
+    holder.release();
+    ASSERT_TRUE(holder.result());
+    auto waited = waiter.get();
+    ASSERT_TRUE(waited) << waited.error().message;
+
+    // Many at once from both processes: every one commits at its first attempt.
+    constexpr int kJobs = 24;
+    std::latch start(kJobs);
+    std::vector<std::future<Result<void>>> results;
+    for (int i = 0; i < kJobs; ++i) {
+        results.push_back(std::async(std::launch::async, [&, i] {
+            start.arrive_and_wait();
+            return write_sync<void>(
+                i % 2 == 0 ? *first : *second,
+                [i](WriteTxn& txn) { return bump_device_lists(txn, "D" + std::to_string(i)); },
+                kDeviceListsCounter);
+        }));
+    }
+    for (auto& r : results) {
+        auto done = r.get();
+        EXPECT_TRUE(done) << done.error().message;
+    }
+    EXPECT_EQ(pgdb_->query("SELECT count(*) FROM device_list_changes"),
+              std::vector<std::string>{std::to_string(kJobs + 2)});
+    // No lock outlives its job.
+    EXPECT_EQ(locks(*pgdb_, "advisory", true), 0);
+}
+
+TEST_F(PostgresDatabaseTest, AJobThatLostARaceOverACounterItDidNotNameQueuesForItsRetry) {
+    PostgresOptions options = pgdb_->options();
+    options.max_attempts = 2;
+    auto db = open(options);
+    ASSERT_TRUE(db);
+    // Another process holds the device_lists queue (as a job naming it would).
+    const PostgresOptions o = pgdb_->options();
+    pg::ConnectionSettings settings;
+    settings.host = o.host;
+    settings.port = o.port;
+    settings.user = o.user;
+    settings.password = o.password;
+    settings.dbname = o.dbname;
+    auto queue_holder = pg::Connection::open(settings);
+    ASSERT_TRUE(queue_holder) << queue_holder.error().message;
+    // An open job that named nothing has bumped the counter...
+    JobGate unnamed(*db, [](WriteTxn& txn) { return bump_device_lists(txn, "A"); });
+    // ...so a second one that named nothing blocks on the counter row.
+    auto loser = std::async(std::launch::async, [&] {
+        return write_sync<void>(*db, [](WriteTxn& txn) { return bump_device_lists(txn, "B"); });
+    });
+    ASSERT_TRUE(eventually([&] { return waiting_for(*pgdb_, "transactionid") == 1; }));
+    ASSERT_TRUE((*queue_holder)->exec("SELECT pg_advisory_lock(7888447738615824386)"));
+    // The first commits: the second loses its race, and its retry waits in the queue.
+    unnamed.release();
+    ASSERT_TRUE(unnamed.result());
+    EXPECT_TRUE(eventually([&] { return waiting_for(*pgdb_, "advisory") == 1; }));
+    EXPECT_EQ(loser.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout);
+    ASSERT_TRUE((*queue_holder)->exec("SELECT pg_advisory_unlock_all()"));
+    auto retried = loser.get();
+    ASSERT_TRUE(retried) << retried.error().message;
+    EXPECT_EQ(pgdb_->query("SELECT count(*) FROM device_list_changes"),
+              std::vector<std::string>{"2"});
 }
 
 // Collects what a session feed delivers, for tests.

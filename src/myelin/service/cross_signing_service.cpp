@@ -201,7 +201,8 @@ boost::asio::awaitable<Result<SigningKeyUploadOutcome>> CrossSigningService::upl
             if (!wake->empty()) notifier->notify(*wake);
         };
     }
-    return storage::write<Outcome>(db_, std::move(job), std::move(after_commit));
+    return storage::write<Outcome>(db_, std::move(job), std::move(after_commit),
+                                   storage::kDeviceListsCounter);
 }
 
 namespace {
@@ -398,7 +399,8 @@ boost::asio::awaitable<Result<SignatureFailures>> CrossSigningService::upload_si
             if (!wake->empty()) notifier->notify(*wake);
         };
     }
-    return storage::write<SignatureFailures>(db_, std::move(job), std::move(after_commit));
+    return storage::write<SignatureFailures>(db_, std::move(job), std::move(after_commit),
+                                             storage::kDeviceListsCounter);
 }
 
 }  // namespace myelin::service

@@ -35,6 +35,9 @@ bool same_signed_keys(const std::string& a, const std::string& b) {
 
 boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
     auto wake = std::make_shared<std::vector<std::string>>();
+    // Only new device keys change the device list; one-time key top-ups take no queue.
+    storage::SharedCounters counters = 0;
+    if (upload.device_keys) counters = storage::kDeviceListsCounter;
     auto job = [upload = std::move(upload), wake](storage::WriteTxn& txn) -> Result<Counts> {
         wake->clear();  // a PostgreSQL job may run again after a conflict
         const auto& user = upload.user_id;
@@ -75,7 +78,7 @@ boost::asio::awaitable<Result<Counts>> E2eKeyService::upload(KeyUpload upload) {
             if (!wake->empty()) notifier->notify(*wake);
         };
     }
-    return storage::write<Counts>(db_, std::move(job), std::move(after_commit));
+    return storage::write<Counts>(db_, std::move(job), std::move(after_commit), counters);
 }
 
 namespace {

@@ -127,7 +127,8 @@ boost::asio::awaitable<Result<void>> ReceiptService::mark(Actor actor, std::stri
     auto after_commit = [notifier, wake] {
         if (notifier != nullptr && !wake->joined.empty()) notifier->notify(wake->joined);
     };
-    return storage::write<void>(db_, std::move(job), std::move(after_commit));
+    return storage::write<void>(db_, std::move(job), std::move(after_commit),
+                                storage::kReceiptsCounter);
 }
 
 }  // namespace myelin::service

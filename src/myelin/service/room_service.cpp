@@ -335,7 +335,8 @@ Async<std::string> RoomService::create_room(Actor actor, CreateRoomRequest reque
         for (auto& m : *members) wake->push_back(std::move(m.user_id));
         return room.room_id;
     };
-    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake),
+                                       storage::kEventsCounter);
 }
 
 Async<std::string> RoomService::send(Actor actor, std::string room_id, std::string type,
@@ -373,7 +374,8 @@ Async<std::string> RoomService::send(Actor actor, std::string room_id, std::stri
         if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake),
+                                       storage::kEventsCounter);
 }
 
 Async<std::string> RoomService::redact(Actor actor, std::string room_id, std::string event_id,
@@ -404,7 +406,8 @@ Async<std::string> RoomService::redact(Actor actor, std::string room_id, std::st
         if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake),
+                                       storage::kEventsCounter);
 }
 
 Async<std::string> RoomService::membership(Actor actor, std::string room_id,
@@ -462,7 +465,8 @@ Async<std::string> RoomService::membership(Actor actor, std::string room_id,
         if (!woken) return woken.error();
         return std::move(appended->event_id);
     };
-    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake),
+                                       storage::kEventsCounter);
 }
 
 Async<std::string> RoomService::join_by_id_or_alias(Actor actor, std::string room_id_or_alias,
@@ -493,7 +497,8 @@ Async<std::string> RoomService::join_by_id_or_alias(Actor actor, std::string roo
         if (!woken) return woken.error();
         return room_id;
     };
-    return storage::write<std::string>(db_, std::move(job), notify_after(wake));
+    return storage::write<std::string>(db_, std::move(job), notify_after(wake),
+                                       storage::kEventsCounter);
 }
 
 Async<void> RoomService::forget(Actor actor, std::string room_id) {

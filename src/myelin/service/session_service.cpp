@@ -471,7 +471,8 @@ boost::asio::awaitable<Result<void>> SessionService::logout(const Identity& iden
         if (auto r = delete_device_with_keys(txn, user_id, device_id); !r) return r.error();
         return ended;
     };
-    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job));
+    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job), {},
+                                                             storage::kDeviceListsCounter);
     auto done = co_await std::move(done_op);
     if (!done) co_return done.error();
     for (auto id : *done) cache_.revoke_session(id, RevokeReason::kLogout);
@@ -498,7 +499,8 @@ boost::asio::awaitable<Result<void>> SessionService::logout_all(const std::strin
         }
         return ended;
     };
-    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job));
+    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job), {},
+                                                             storage::kDeviceListsCounter);
     auto done = co_await std::move(done_op);
     if (!done) co_return done.error();
     for (auto id : *done) cache_.revoke_session(id, RevokeReason::kLogout);
@@ -584,7 +586,10 @@ boost::asio::awaitable<Result<std::size_t>> SessionService::end_sessions(
         }
         return ended;
     };
-    auto done_op = storage::write<std::vector<std::int64_t>>(db_, std::move(done_job));
+    storage::SharedCounters counters = 0;
+    if (delete_devices) counters = storage::kDeviceListsCounter;
+    auto done_op =
+        storage::write<std::vector<std::int64_t>>(db_, std::move(done_job), {}, counters);
     auto done = co_await std::move(done_op);
     if (!done) co_return done.error();
     for (auto id : *done) cache_.revoke_session(id, reason);
@@ -641,7 +646,8 @@ boost::asio::awaitable<Result<std::size_t>> SessionService::end_device_sessions(
         }
         return out;
     };
-    auto done_op = storage::write<DeviceDeletion>(db_, std::move(done_job));
+    auto done_op =
+        storage::write<DeviceDeletion>(db_, std::move(done_job), {}, storage::kDeviceListsCounter);
     auto done = co_await std::move(done_op);
     if (!done) co_return done.error();
     for (auto id : done->sessions) cache_.revoke_session(id, RevokeReason::kLogout);

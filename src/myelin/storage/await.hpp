@@ -72,14 +72,17 @@ boost::asio::awaitable<Result<T>> read(Database& db, Fn fn) {
 // Not a coroutine itself, for the same reason as read(). `after_commit` (optional) runs on the
 // writer's thread once the commit is durable and fn succeeded, before the awaiting coroutine is
 // resumed: for notifications that must not be seen before the data is (UserNotifier).
+// `counters`: the shared stream counters fn may bump (WriteJob::counters).
 template <typename T, typename Fn>
 boost::asio::awaitable<Result<T>> write(Database& db, Fn fn,
-                                        std::function<void()> after_commit = {}) {
-    auto initiation = [&db, fn = std::move(fn),
-                       after_commit = std::move(after_commit)](auto handler) mutable {
+                                        std::function<void()> after_commit = {},
+                                        SharedCounters counters = 0) {
+    auto initiation = [&db, fn = std::move(fn), after_commit = std::move(after_commit),
+                       counters](auto handler) mutable {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         auto slot = std::make_shared<std::optional<Result<T>>>();
         WriteJob job;
+        job.counters = counters;
         job.run = [fn = std::move(fn), slot](WriteTxn& txn) mutable -> Result<void> {
             slot->emplace(fn(txn));
             if (!**slot) return (**slot).error();
@@ -116,11 +119,12 @@ Result<T> read_sync(Database& db, Fn fn) {
 
 // Blocking form of write(): for the CLI, start-up and tests only.
 template <typename T, typename Fn>
-Result<T> write_sync(Database& db, Fn fn) {
+Result<T> write_sync(Database& db, Fn fn, SharedCounters counters = 0) {
     std::promise<Result<T>> promise;
     auto future = promise.get_future();
     auto slot = std::make_shared<std::optional<Result<T>>>();
     WriteJob job;
+    job.counters = counters;
     job.run = [&fn, slot](WriteTxn& txn) -> Result<void> {
         slot->emplace(fn(txn));
         if (!**slot) return (**slot).error();

@@ -397,12 +397,29 @@ public:
 // null when the database cannot serve reads (closed, or the connection failed): the job must
 // then answer its caller with an error.
 using ReadJob = std::function<void(ReadTxn* txn)>;
+// The stream counters shared by every user (the stream_positions rows of scope ""), which write
+// jobs from all over the server bump. A write job names those it bumps (WriteJob::counters) so
+// that a backend whose writers run at the same time (PostgreSQL) takes such jobs one at a time
+// instead of letting them lose serialization races and run again. Naming none is never wrong,
+// only slower under contention.
+enum SharedCounter : unsigned {
+    kEventsCounter = 1u << 0,       // events: append_event
+    kReceiptsCounter = 1u << 1,     // receipts: put_receipt
+    kDeviceListsCounter = 1u << 2,  // device_lists: record_device_list_change
+};
+// A set of SharedCounter bits.
+using SharedCounters = unsigned;
+inline constexpr SharedCounters kAllSharedCounters =
+    kEventsCounter | kReceiptsCounter | kDeviceListsCounter;
+
 // A write job runs on the writer thread inside the shared commit; it returns an error to roll
 // back its own changes. `on_committed(ok_error)` runs on the writer thread after the commit
 // (or the failed commit) and must only hand the result off (e.g. post to an executor).
+// `counters`: the shared counters run() may bump (see SharedCounter).
 struct WriteJob {
     std::function<Result<void>(WriteTxn&)> run;
     std::function<void(const Result<void>&)> on_committed;
+    SharedCounters counters = 0;
 };
 
 class Database {

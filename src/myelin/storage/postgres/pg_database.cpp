@@ -1,6 +1,7 @@
 #include "myelin/storage/postgres/pg_database.hpp"
 
 #include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -36,6 +37,18 @@ constexpr const char* kRollback = "ROLLBACK";
 // After a failed reconnect, a worker fails jobs at once for this long instead of making each of
 // them wait for another connect attempt.
 constexpr std::chrono::milliseconds kReconnectBackoff{1000};
+
+// The session-level advisory lock of each SharedCounter bit (bit i -> entry i). The keys are
+// myelin's own ("myelin" in ASCII, 0x6d79656c696e, then the bit) so that they cannot meet another
+// program's.
+constexpr std::array<const char*, 3> kSharedCounterLocks = {
+    "SELECT pg_advisory_lock(7888447738615824384)",
+    "SELECT pg_advisory_lock(7888447738615824385)",
+    "SELECT pg_advisory_lock(7888447738615824386)",
+};
+constexpr const char* kUnlockSharedCounters = "SELECT pg_advisory_unlock_all()";
+static_assert(kAllSharedCounters == (1u << kSharedCounterLocks.size()) - 1,
+              "one advisory lock per shared counter");
 
 Error closed_error() { return errors::unavailable("The database is closed", 5); }
 
@@ -287,10 +300,49 @@ private:
         if (conn) end_transaction(**conn, kCommit);
     }
 
-    // One attempt: BEGIN, the body, COMMIT. Sets `retry` when the attempt lost a serialization
-    // race (and was rolled back) and may be run again.
-    Result<void> attempt_write(Slot& slot, WriteJob& job, bool& retry) {
+    // Takes, on the slot's connection and in ascending order, the session-level advisory lock
+    // of every counter in `counters` (waiting for the jobs of any process that hold one). A
+    // SERIALIZABLE transaction's snapshot is taken at its first statement, so the locks must be
+    // held before BEGIN: the transaction then sees the last holder's commit and its counter
+    // bump cannot lose a race. Error (503) when the connection fails; the locks taken are then
+    // released with it.
+    Result<void> lock_counters(Slot& slot, SharedCounters counters) {
+        for (unsigned bit = 0; bit < kSharedCounterLocks.size(); ++bit) {
+            if ((counters & (1u << bit)) == 0) continue;
+            auto conn = connection(slot);
+            if (!conn) return conn.error();
+            (*conn)->clear_failure();
+            if (auto locked = (*conn)->exec(kSharedCounterLocks[bit], "waiting for a stream");
+                !locked) {
+                return locked.error();
+            }
+        }
+        return {};
+    }
+
+    // Releases every advisory lock the slot's connection holds (none if it broke: the server
+    // released them with the session).
+    static void unlock_counters(Slot& slot) {
+        if (!slot.conn || slot.conn->broken()) return;
+        slot.conn->clear_failure();
+        if (auto unlocked = slot.conn->exec(kUnlockSharedCounters, "releasing a stream");
+            !unlocked) {
+            myelin::log::app()->error("postgresql: releasing the stream locks failed");
+        }
+    }
+
+    // One attempt: [locks,] BEGIN, the body, COMMIT[, unlock]. Sets `retry` when the attempt
+    // lost a serialization race (and was rolled back) and may be run again.
+    Result<void> attempt_write(Slot& slot, WriteJob& job, SharedCounters locks, bool& retry) {
         retry = false;
+        if (locks == 0) return attempt_write_body(slot, job, retry);
+        Result<void> outcome = lock_counters(slot, locks);
+        if (outcome) outcome = attempt_write_body(slot, job, retry);
+        unlock_counters(slot);
+        return outcome;
+    }
+
+    Result<void> attempt_write_body(Slot& slot, WriteJob& job, bool& retry) {
         auto conn = begin(slot, kBeginWrite);
         if (!conn) return conn.error();
         Connection& c = **conn;
@@ -316,7 +368,10 @@ private:
         Result<void> result;
         for (int attempt = 1;; ++attempt) {
             bool retry = false;
-            result = attempt_write(slot, job, retry);
+            // A job that lost a race goes through every shared counter's queue from then on:
+            // if the race was over a counter it did not name, the retry cannot lose it again.
+            const SharedCounters locks = attempt == 1 ? job.counters : kAllSharedCounters;
+            result = attempt_write(slot, job, locks, retry);
             if (!retry) break;
             if (attempt >= options_.max_attempts) {
                 myelin::log::app()->warn(
