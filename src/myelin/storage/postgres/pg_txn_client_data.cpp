@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "myelin/storage/postgres/pg_rows.hpp"
 #include "myelin/storage/postgres/pg_txn.hpp"
 
 namespace myelin::storage::pg {
@@ -160,27 +161,6 @@ ToDeviceRecord read_to_device(const Row& r) {
     return out;
 }
 
-template <typename T, typename ReadRow>
-Result<std::vector<T>> all_of(const Result<Rows>& rows, ReadRow read_row) {
-    if (!rows) return rows.error();
-    std::vector<T> out;
-    out.reserve(static_cast<std::size_t>(rows->size()));
-    for (int i = 0; i < rows->size(); ++i) out.push_back(read_row(rows->row(i)));
-    return out;
-}
-
-template <typename T, typename ReadRow>
-Result<std::optional<T>> first_of(const Result<Rows>& rows, ReadRow read_row) {
-    if (!rows) return rows.error();
-    if (rows->empty()) return std::optional<T>();
-    return std::optional<T>(read_row(rows->row(0)));
-}
-
-Result<void> done(const Result<Rows>& rows) {
-    if (!rows) return rows.error();
-    return {};
-}
-
 Result<std::int64_t> single_int(const Result<Rows>& rows, const char* what) {
     if (!rows) return rows.error();
     if (rows->empty()) return errors::internal(what);
@@ -200,7 +180,7 @@ Result<std::int64_t> next_position(Connection& conn, std::string_view scope,
 template <typename Base>
 Result<std::optional<AccountDataRecord>> PgQueries<Base>::find_account_data(
     std::string_view user_id, std::string_view room_id, std::string_view type) {
-    return first_of<AccountDataRecord>(
+    return first_row<AccountDataRecord>(
         conn_.query(kFindAccountData, Params{}.add_text(user_id).add_text(room_id).add_text(type)),
         read_account_data);
 }
@@ -210,7 +190,7 @@ Result<std::vector<AccountDataRecord>> PgQueries<Base>::account_data_since(std::
                                                                            std::int64_t after_pos,
                                                                            int limit) {
     if (limit <= 0) return std::vector<AccountDataRecord>();
-    return all_of<AccountDataRecord>(
+    return all_rows<AccountDataRecord>(
         conn_.query(kAccountDataSince,
                     Params{}.add_text(user_id).add_int(after_pos).add_int(limit)),
         read_account_data);
@@ -219,14 +199,14 @@ Result<std::vector<AccountDataRecord>> PgQueries<Base>::account_data_since(std::
 template <typename Base>
 Result<std::optional<std::string>> PgQueries<Base>::find_filter(std::string_view user_id,
                                                                 std::int64_t filter_id) {
-    return first_of<std::string>(
+    return first_row<std::string>(
         conn_.query(kFindFilter, Params{}.add_text(user_id).add_int(filter_id)),
         [](const Row& r) { return r.column_text(0); });
 }
 
 template <typename Base>
 Result<std::optional<ProfileRecord>> PgQueries<Base>::find_profile(std::string_view user_id) {
-    return first_of<ProfileRecord>(
+    return first_row<ProfileRecord>(
         conn_.query(kFindProfile, Params{}.add_text(user_id)), [](const Row& r) {
             return ProfileRecord{r.column_text(0), optional_text(r, 1), optional_text(r, 2)};
         });
@@ -236,18 +216,18 @@ template <typename Base>
 Result<std::vector<DeviceKeysRecord>> PgQueries<Base>::list_device_keys(
     std::string_view user_id, std::optional<std::string_view> device_id) {
     if (device_id) {
-        return all_of<DeviceKeysRecord>(
+        return all_rows<DeviceKeysRecord>(
             conn_.query(kFindDeviceKeys, Params{}.add_text(user_id).add_text(*device_id)),
             read_device_keys);
     }
-    return all_of<DeviceKeysRecord>(conn_.query(kListDeviceKeys, Params{}.add_text(user_id)),
-                                    read_device_keys);
+    return all_rows<DeviceKeysRecord>(conn_.query(kListDeviceKeys, Params{}.add_text(user_id)),
+                                      read_device_keys);
 }
 
 template <typename Base>
 Result<std::vector<std::pair<std::string, std::int64_t>>> PgQueries<Base>::count_one_time_keys(
     std::string_view user_id, std::string_view device_id) {
-    return all_of<std::pair<std::string, std::int64_t>>(
+    return all_rows<std::pair<std::string, std::int64_t>>(
         conn_.query(kCountOneTimeKeys, Params{}.add_text(user_id).add_text(device_id)),
         [](const Row& r) {
             return std::pair<std::string, std::int64_t>(r.column_text(0), r.column_int(1));
@@ -257,7 +237,7 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> PgQueries<Base>::count
 template <typename Base>
 Result<std::vector<std::string>> PgQueries<Base>::unused_fallback_key_algorithms(
     std::string_view user_id, std::string_view device_id) {
-    return all_of<std::string>(
+    return all_rows<std::string>(
         conn_.query(kUnusedFallbackAlgorithms, Params{}.add_text(user_id).add_text(device_id)),
         [](const Row& r) { return r.column_text(0); });
 }
@@ -268,7 +248,7 @@ Result<std::vector<ToDeviceRecord>> PgQueries<Base>::to_device_since(std::string
                                                                      std::int64_t after_pos,
                                                                      int limit) {
     if (limit <= 0) return std::vector<ToDeviceRecord>();
-    return all_of<ToDeviceRecord>(
+    return all_rows<ToDeviceRecord>(
         conn_.query(
             kToDeviceSince,
             Params{}.add_text(user_id).add_text(device_id).add_int(after_pos).add_int(limit)),
@@ -279,7 +259,7 @@ template <typename Base>
 Result<std::vector<DeviceListChangeRecord>> PgQueries<Base>::device_list_changes_since(
     std::int64_t after_pos, int limit) {
     if (limit <= 0) return std::vector<DeviceListChangeRecord>();
-    return all_of<DeviceListChangeRecord>(
+    return all_rows<DeviceListChangeRecord>(
         conn_.query(kDeviceListChangesSince, Params{}.add_int(after_pos).add_int(limit)),
         [](const Row& r) {
             return DeviceListChangeRecord{r.column_int(0), r.column_text(1), r.column_text(2)};
@@ -289,7 +269,7 @@ Result<std::vector<DeviceListChangeRecord>> PgQueries<Base>::device_list_changes
 template <typename Base>
 Result<std::int64_t> PgQueries<Base>::stream_position(std::string_view scope,
                                                       std::string_view stream) {
-    auto pos = first_of<std::int64_t>(
+    auto pos = first_row<std::int64_t>(
         conn_.query(kStreamPosition, Params{}.add_text(scope).add_text(stream)),
         [](const Row& r) { return r.column_int(0); });
     if (!pos) return pos.error();
@@ -382,7 +362,7 @@ Result<void> PgWriteTxn::upsert_fallback_key(const E2eKeyRecord& key) {
 Result<std::optional<E2eKeyRecord>> PgWriteTxn::claim_one_time_key(std::string_view user_id,
                                                                    std::string_view device_id,
                                                                    std::string_view algorithm) {
-    return first_of<E2eKeyRecord>(
+    return first_row<E2eKeyRecord>(
         conn_.query(kClaimOneTimeKey,
                     Params{}.add_text(user_id).add_text(device_id).add_text(algorithm)),
         read_e2e_key);
@@ -391,7 +371,7 @@ Result<std::optional<E2eKeyRecord>> PgWriteTxn::claim_one_time_key(std::string_v
 Result<std::optional<E2eKeyRecord>> PgWriteTxn::claim_fallback_key(std::string_view user_id,
                                                                    std::string_view device_id,
                                                                    std::string_view algorithm) {
-    return first_of<E2eKeyRecord>(
+    return first_row<E2eKeyRecord>(
         conn_.query(kClaimFallbackKey,
                     Params{}.add_text(user_id).add_text(device_id).add_text(algorithm)),
         read_e2e_key);

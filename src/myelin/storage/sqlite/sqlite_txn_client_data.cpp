@@ -6,6 +6,7 @@
 #include <string_view>
 #include <utility>
 
+#include "myelin/storage/sqlite/sqlite_rows.hpp"
 #include "myelin/storage/sqlite/sqlite_txn.hpp"
 
 namespace myelin::storage::sqlite {
@@ -161,34 +162,6 @@ ToDeviceRecord read_to_device(const Statement& s) {
     return r;
 }
 
-// Every row of the statement, read with `read_row`.
-template <typename T, typename ReadRow>
-Result<std::vector<T>> all_of(Statement& s, ReadRow read_row) {
-    std::vector<T> out;
-    for (;;) {
-        auto row = s.step();
-        if (!row) return row.error();
-        if (!*row) return out;
-        out.push_back(read_row(s));
-    }
-}
-
-// The statement's first row read with `read_row`, or nullopt.
-template <typename T, typename ReadRow>
-Result<std::optional<T>> first_of(Statement& s, ReadRow read_row) {
-    auto row = s.step();
-    if (!row) return row.error();
-    if (!*row) return std::optional<T>();
-    std::optional<T> value(read_row(s));
-    // Finish a RETURNING statement so that its change is complete before the next one.
-    for (;;) {
-        auto more = s.step();
-        if (!more) return more.error();
-        if (!*more) break;
-    }
-    return value;
-}
-
 // The next position of (scope, stream).
 Result<std::int64_t> next_position(Connection& conn, std::string_view scope,
                                    std::string_view stream) {
@@ -196,20 +169,10 @@ Result<std::int64_t> next_position(Connection& conn, std::string_view scope,
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, scope);
     (*stmt)->bind_text(2, stream);
-    auto pos = first_of<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
+    auto pos = first_row<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
     if (!pos) return pos.error();
     if (!*pos) return errors::internal("stream position not returned");
     return **pos;
-}
-
-// Runs a statement binding only texts.
-template <typename... Texts>
-Result<void> run_texts(Connection& conn, std::string_view sql, const Texts&... texts) {
-    auto stmt = conn.prepare(sql);
-    if (!stmt) return stmt.error();
-    int index = 1;
-    ((*stmt)->bind_text(index++, texts), ...);
-    return (*stmt)->run();
 }
 
 }  // namespace
@@ -224,7 +187,7 @@ Result<std::optional<AccountDataRecord>> SqliteQueries<Base>::find_account_data(
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, room_id);
     (*stmt)->bind_text(3, type);
-    return first_of<AccountDataRecord>(**stmt, read_account_data);
+    return first_row<AccountDataRecord>(**stmt, read_account_data);
 }
 
 template <typename Base>
@@ -236,7 +199,7 @@ Result<std::vector<AccountDataRecord>> SqliteQueries<Base>::account_data_since(
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_int(2, after_pos);
     (*stmt)->bind_int(3, limit);
-    return all_of<AccountDataRecord>(**stmt, read_account_data);
+    return all_rows<AccountDataRecord>(**stmt, read_account_data);
 }
 
 template <typename Base>
@@ -246,7 +209,7 @@ Result<std::optional<std::string>> SqliteQueries<Base>::find_filter(std::string_
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_int(2, filter_id);
-    return first_of<std::string>(**stmt, [](const Statement& s) { return s.column_text(0); });
+    return first_row<std::string>(**stmt, [](const Statement& s) { return s.column_text(0); });
 }
 
 template <typename Base>
@@ -254,7 +217,7 @@ Result<std::optional<ProfileRecord>> SqliteQueries<Base>::find_profile(std::stri
     auto stmt = conn_.prepare(kFindProfile);
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
-    return first_of<ProfileRecord>(**stmt, [](const Statement& s) {
+    return first_row<ProfileRecord>(**stmt, [](const Statement& s) {
         return ProfileRecord{s.column_text(0), optional_text(s, 1), optional_text(s, 2)};
     });
 }
@@ -266,7 +229,7 @@ Result<std::vector<DeviceKeysRecord>> SqliteQueries<Base>::list_device_keys(
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     if (device_id) (*stmt)->bind_text(2, *device_id);
-    return all_of<DeviceKeysRecord>(**stmt, read_device_keys);
+    return all_rows<DeviceKeysRecord>(**stmt, read_device_keys);
 }
 
 template <typename Base>
@@ -276,7 +239,7 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteQueries<Base>::c
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, device_id);
-    return all_of<std::pair<std::string, std::int64_t>>(**stmt, [](const Statement& s) {
+    return all_rows<std::pair<std::string, std::int64_t>>(**stmt, [](const Statement& s) {
         return std::pair<std::string, std::int64_t>(s.column_text(0), s.column_int(1));
     });
 }
@@ -288,7 +251,7 @@ Result<std::vector<std::string>> SqliteQueries<Base>::unused_fallback_key_algori
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, device_id);
-    return all_of<std::string>(**stmt, [](const Statement& s) { return s.column_text(0); });
+    return all_rows<std::string>(**stmt, [](const Statement& s) { return s.column_text(0); });
 }
 
 template <typename Base>
@@ -303,7 +266,7 @@ Result<std::vector<ToDeviceRecord>> SqliteQueries<Base>::to_device_since(std::st
     (*stmt)->bind_text(2, device_id);
     (*stmt)->bind_int(3, after_pos);
     (*stmt)->bind_int(4, limit);
-    return all_of<ToDeviceRecord>(**stmt, read_to_device);
+    return all_rows<ToDeviceRecord>(**stmt, read_to_device);
 }
 
 template <typename Base>
@@ -314,7 +277,7 @@ Result<std::vector<DeviceListChangeRecord>> SqliteQueries<Base>::device_list_cha
     if (!stmt) return stmt.error();
     (*stmt)->bind_int(1, after_pos);
     (*stmt)->bind_int(2, limit);
-    return all_of<DeviceListChangeRecord>(**stmt, [](const Statement& s) {
+    return all_rows<DeviceListChangeRecord>(**stmt, [](const Statement& s) {
         return DeviceListChangeRecord{s.column_int(0), s.column_text(1), s.column_text(2)};
     });
 }
@@ -326,7 +289,7 @@ Result<std::int64_t> SqliteQueries<Base>::stream_position(std::string_view scope
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, scope);
     (*stmt)->bind_text(2, stream);
-    auto pos = first_of<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
+    auto pos = first_row<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
     if (!pos) return pos.error();
     return pos->value_or(0);
 }
@@ -383,7 +346,7 @@ Result<std::int64_t> SqliteWriteTxn::insert_filter(std::string_view user_id,
     if (!stmt) return stmt.error();
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, filter_json);
-    auto id = first_of<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
+    auto id = first_row<std::int64_t>(**stmt, [](const Statement& s) { return s.column_int(0); });
     if (!id) return id.error();
     if (!*id) return errors::internal("filter id not returned");
     return **id;
@@ -424,7 +387,7 @@ Result<std::optional<E2eKeyRecord>> SqliteWriteTxn::claim_one_time_key(std::stri
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, device_id);
     (*stmt)->bind_text(3, algorithm);
-    return first_of<E2eKeyRecord>(**stmt, read_e2e_key);
+    return first_row<E2eKeyRecord>(**stmt, read_e2e_key);
 }
 
 Result<std::optional<E2eKeyRecord>> SqliteWriteTxn::claim_fallback_key(std::string_view user_id,
@@ -435,7 +398,7 @@ Result<std::optional<E2eKeyRecord>> SqliteWriteTxn::claim_fallback_key(std::stri
     (*stmt)->bind_text(1, user_id);
     (*stmt)->bind_text(2, device_id);
     (*stmt)->bind_text(3, algorithm);
-    return first_of<E2eKeyRecord>(**stmt, read_e2e_key);
+    return first_row<E2eKeyRecord>(**stmt, read_e2e_key);
 }
 
 Result<void> SqliteWriteTxn::delete_device_e2e_keys(std::string_view user_id,

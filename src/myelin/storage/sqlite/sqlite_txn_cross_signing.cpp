@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "myelin/storage/sqlite/sqlite_rows.hpp"
 #include "myelin/storage/sqlite/sqlite_txn.hpp"
 
 namespace myelin::storage::sqlite {
@@ -27,26 +28,6 @@ constexpr std::string_view kUpsertKeySignature =
     "signer_key_id) DO UPDATE SET signature = excluded.signature";
 constexpr std::string_view kDeleteKeySignatures =
     "DELETE FROM key_signatures WHERE target_user = ?1 AND target_key = ?2";
-
-template <typename T, typename ReadRow>
-Result<std::vector<T>> all_rows(Statement& s, ReadRow read_row) {
-    std::vector<T> out;
-    for (;;) {
-        auto row = s.step();
-        if (!row) return row.error();
-        if (!*row) return out;
-        out.push_back(read_row(s));
-    }
-}
-
-template <typename... Texts>
-Result<void> run_with_texts(Connection& conn, std::string_view sql, const Texts&... texts) {
-    auto stmt = conn.prepare(sql);
-    if (!stmt) return stmt.error();
-    int index = 1;
-    ((*stmt)->bind_text(index++, texts), ...);
-    return (*stmt)->run();
-}
 
 }  // namespace
 
@@ -84,18 +65,18 @@ MYELIN_SQLITE_CROSS_SIGNING_QUERIES(WriteTxn)
 #undef MYELIN_SQLITE_CROSS_SIGNING_QUERIES
 
 Result<void> SqliteWriteTxn::upsert_cross_signing_key(const CrossSigningKeyRecord& key) {
-    return run_with_texts(conn_, kUpsertCrossSigningKey, key.user_id, key.key_type, key.public_key,
-                          key.key_json);
+    return run_texts(conn_, kUpsertCrossSigningKey, key.user_id, key.key_type, key.public_key,
+                     key.key_json);
 }
 
 Result<void> SqliteWriteTxn::upsert_key_signature(const KeySignatureRecord& signature) {
-    return run_with_texts(conn_, kUpsertKeySignature, signature.target_user, signature.target_key,
-                          signature.signer_user, signature.signer_key_id, signature.signature);
+    return run_texts(conn_, kUpsertKeySignature, signature.target_user, signature.target_key,
+                     signature.signer_user, signature.signer_key_id, signature.signature);
 }
 
 Result<void> SqliteWriteTxn::delete_key_signatures(std::string_view target_user,
                                                    std::string_view target_key) {
-    return run_with_texts(conn_, kDeleteKeySignatures, target_user, target_key);
+    return run_texts(conn_, kDeleteKeySignatures, target_user, target_key);
 }
 
 }  // namespace myelin::storage::sqlite
