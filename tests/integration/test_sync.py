@@ -2,7 +2,8 @@
 shows a created room with its state and timeline, an invite shows in `invite` with stripped
 state, an incremental sync after the join shows the other user's message, a long-poll wakes
 as soon as the other user sends, to-device messages are delivered once and deleted after the
-next `since`, account data changes show up, timeline filters (limit, types) apply with
+next `since`, account data changes show up, device_lists follows who shares a room (changed
+and left), timeline filters (limit, types) apply with
 `limited`/`prev_batch` usable with /messages, and malformed `since` / unknown filter IDs are
 400 M_INVALID_PARAM. Every 200 body is validated against the spec's schema."""
 
@@ -313,6 +314,66 @@ def test_device_lists_changed_only_for_users_sharing_a_room(shared_server, two):
     body = bob.sync(since=since)
     assert sorted(body["device_lists"]["changed"]) == sorted([alice.user_id, bob.user_id])
     assert body["device_one_time_keys_count"] == {"signed_curve25519": 1}
+
+
+def _device_lists(client, since):
+    lists = client.sync(since=since)["device_lists"]
+    return sorted(lists["changed"]), sorted(lists["left"])
+
+
+def test_device_lists_follow_who_shares_a_room(shared_server, two):
+    """`changed` gains the users who newly share a room with the syncing user, `left` the users
+    who share none any more (they left, were kicked or banned, or the user left their room);
+    someone still sharing another room is not `left`."""
+    alice, bob = two
+    carol = Client(shared_server, register_ok(shared_server, unique_name("sd")))
+    dave = Client(shared_server, register_ok(shared_server, unique_name("se")))
+    room = alice.ok("POST", "/createRoom",
+                    json={"invite": [bob.user_id, carol.user_id]})["room_id"]
+    since = alice.sync()["next_batch"]
+    # Bob and Carol join: both newly share a room with Alice.
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    carol.ok("POST", f"/rooms/{q(room)}/join", json={})
+    since2 = alice.sync(since=since)["next_batch"]
+    assert _device_lists(alice, since) == (sorted([bob.user_id, carol.user_id]), [])
+    # Carol also shares a second room with Alice; then both leave the first.
+    other = alice.ok("POST", "/createRoom", json={"invite": [carol.user_id]})["room_id"]
+    carol.ok("POST", f"/rooms/{q(other)}/join", json={})
+    since3 = alice.sync(since=since2)["next_batch"]
+    bob.ok("POST", f"/rooms/{q(room)}/leave", json={})
+    carol.ok("POST", f"/rooms/{q(room)}/leave", json={})
+    assert _device_lists(alice, since3) == ([], [bob.user_id])
+    # Bob comes back and leaves again within one gap: left, not changed.
+    alice.ok("POST", f"/rooms/{q(room)}/invite", json={"user_id": bob.user_id})
+    since4 = alice.sync(since=since3)["next_batch"]
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    bob.ok("POST", f"/rooms/{q(room)}/leave", json={})
+    assert _device_lists(alice, since4) == ([], [bob.user_id])
+    # A kick, then a ban, count as leaving.
+    alice.ok("POST", f"/rooms/{q(room)}/invite", json={"user_id": bob.user_id})
+    bob.ok("POST", f"/rooms/{q(room)}/join", json={})
+    since5 = alice.sync(since=since4)["next_batch"]
+    alice.ok("POST", f"/rooms/{q(room)}/ban", json={"user_id": bob.user_id})
+    assert _device_lists(alice, since5) == ([], [bob.user_id])
+    # Alice leaves Carol's last shared room: Carol is left from Alice's side...
+    since6 = alice.sync(since=since5)["next_batch"]
+    alice.ok("POST", f"/rooms/{q(other)}/leave", json={})
+    assert _device_lists(alice, since6) == ([], [carol.user_id])
+    # ...and Alice joining a room of Dave's makes Dave (and only him) newly shared.
+    theirs = dave.ok("POST", "/createRoom", json={"invite": [alice.user_id]})["room_id"]
+    since7 = alice.sync(since=since6)["next_batch"]
+    alice.ok("POST", f"/rooms/{q(theirs)}/join", json={})
+    assert _device_lists(alice, since7) == ([dave.user_id], [])
+
+
+def test_a_long_poll_wakes_when_a_room_mate_leaves_and_reports_them_left(two):
+    alice, bob = two
+    room = _shared_room(alice, bob)
+    since = alice.sync()["next_batch"]
+    thread, result = long_poll(alice, since)
+    bob.ok("POST", f"/rooms/{q(room)}/leave", json={})
+    body = finish(thread, result)
+    assert body["device_lists"]["left"] == [bob.user_id]
 
 
 def test_limited_incremental_sync_carries_the_state_changed_in_the_gap(two):

@@ -83,6 +83,16 @@ bool timeline_wants(const SyncFilter& f, const storage::EventRecord& e) {
     return true;
 }
 
+// The content.membership of a stored m.room.member event ("" if it has none).
+std::string membership_of(const storage::EventRecord& e) {
+    const object pdu = json_object_or_empty(e.json);
+    const object* content = object_at(pdu, "content");
+    if (content == nullptr) return {};
+    const auto* membership = content->if_contains("membership");
+    if (membership == nullptr || !membership->is_string()) return {};
+    return std::string(membership->get_string());
+}
+
 bool room_wanted(const SyncFilter& f, std::string_view room_id) {
     if (f.rooms && std::find(f.rooms->begin(), f.rooms->end(), room_id) == f.rooms->end()) {
         return false;
@@ -419,6 +429,13 @@ private:
         if (!state_json) return state_json.error();
         auto timeline_json = sync_events(txn_, timeline->events);
         if (!timeline_json) return timeline_json.error();
+        if (joined_since) {
+            if (auto r = note_members(m.room_id, newly_sharing_); !r) return r.error();
+        } else if (!initial()) {
+            // The member events after `since`, gap state first, in stream order.
+            note_member_events(state);
+            note_member_events(timeline->events);
+        }
 
         object room;
         room["state"] = object{{"events", std::move(*state_json)}};
@@ -447,6 +464,7 @@ private:
 
     Result<void> left_room(const storage::MembershipRecord& m) {
         if (initial() || m.stream_ordering <= since_events()) return {};
+        if (auto r = note_members(m.room_id, maybe_left_); !r) return r.error();
         auto timeline = pick_timeline(txn_, m.room_id, since_events(), m.stream_ordering, filter_);
         if (!timeline) return timeline.error();
         auto timeline_json = sync_events(txn_, timeline->events);
@@ -490,8 +508,16 @@ private:
         return {};
     }
 
+    // device_lists: `changed` holds the users sharing a room with the user whose devices or
+    // cross-signing keys changed after `since`, and the users who newly share a room with them
+    // (they joined one of the user's rooms, or the user joined theirs); `left` the users who
+    // left, or whose rooms the user left, and who now share no room with the user. Rooms of
+    // every kind count (encrypted or not): a superset of the spec's encrypted rooms, which
+    // costs a client at most a needless key query.
     Result<void> read_device_lists() {
         array changed;
+        array left;
+        std::set<std::string> listed;  // users in `changed`
         if (request_.since && next_.device_lists > request_.since->device_lists) {
             auto changes = txn_.device_list_changes_since(request_.since->device_lists,
                                                           kMaxDeviceListChangesPerSync);
@@ -499,6 +525,33 @@ private:
             if (static_cast<int>(changes->size()) == kMaxDeviceListChangesPerSync) {
                 next_.device_lists = changes->back().stream_pos;
             }
+            auto sharing = sharing_users();
+            if (!sharing) return sharing.error();
+            for (const auto& c : *changes) {
+                if ((*sharing)->contains(c.user_id) && listed.insert(c.user_id).second) {
+                    changed.emplace_back(c.user_id);
+                }
+            }
+        }
+        for (const auto& user : newly_sharing_) {
+            if (user != actor_.user_id && listed.insert(user).second) changed.emplace_back(user);
+        }
+        if (!maybe_left_.empty()) {
+            auto sharing = sharing_users();
+            if (!sharing) return sharing.error();
+            for (const auto& user : maybe_left_) {
+                if (!(*sharing)->contains(user)) left.emplace_back(user);
+            }
+        }
+        if (!changed.empty() || !left.empty()) batch_.has_updates = true;
+        batch_.body["device_lists"] =
+            object{{"changed", std::move(changed)}, {"left", std::move(left)}};
+        return {};
+    }
+
+    // The user and every joined member of the rooms they are joined to, read once.
+    Result<const std::set<std::string>*> sharing_users() {
+        if (!sharing_) {
             std::set<std::string> sharing{actor_.user_id};
             for (const auto& room_id : joined_rooms_) {
                 auto members = txn_.room_members(room_id);
@@ -507,16 +560,39 @@ private:
                     if (member.membership == "join") sharing.insert(std::move(member.user_id));
                 }
             }
-            std::set<std::string> seen;
-            for (const auto& c : *changes) {
-                if (sharing.contains(c.user_id) && seen.insert(c.user_id).second) {
-                    changed.emplace_back(c.user_id);
-                }
+            sharing_.emplace(std::move(sharing));
+        }
+        return &*sharing_;
+    }
+
+    // Adds the room's joined members (the user excepted) to `into`.
+    Result<void> note_members(const std::string& room_id, std::set<std::string>& into) {
+        auto members = txn_.room_members(room_id);
+        if (!members) return members.error();
+        for (auto& member : *members) {
+            if (member.membership == "join" && member.user_id != actor_.user_id) {
+                into.insert(std::move(member.user_id));
             }
         }
-        if (!changed.empty()) batch_.has_updates = true;
-        batch_.body["device_lists"] = object{{"changed", std::move(changed)}, {"left", array{}}};
         return {};
+    }
+
+    // Follows the member events (in stream order) of a room the user stays in: a join makes
+    // its user newly sharing, a leave, kick or ban one who may have left.
+    void note_member_events(const std::vector<storage::EventRecord>& events) {
+        for (const auto& e : events) {
+            if (e.type != "m.room.member" || !e.state_key || *e.state_key == actor_.user_id) {
+                continue;
+            }
+            const std::string membership = membership_of(e);
+            if (membership == "join") {
+                maybe_left_.erase(*e.state_key);
+                newly_sharing_.insert(*e.state_key);
+            } else if (membership == "leave" || membership == "ban") {
+                newly_sharing_.erase(*e.state_key);
+                maybe_left_.insert(*e.state_key);
+            }
+        }
     }
 
     Result<void> read_keys() {
@@ -543,6 +619,11 @@ private:
     Batch batch_;
     SyncToken next_;
     std::vector<std::string> joined_rooms_;
+    // device_lists (see read_device_lists): users who newly share a room with the user, users
+    // who may share none any more, and the members of the user's rooms (read when needed).
+    std::set<std::string> newly_sharing_;
+    std::set<std::string> maybe_left_;
+    std::optional<std::set<std::string>> sharing_;
     // Incremental syncs with a short gap: the rooms with events after `since` (see read_rooms).
     std::optional<std::set<std::string, std::less<>>> rooms_with_events_;
     array global_account_data_;
