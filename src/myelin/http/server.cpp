@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <future>
 #include <limits>
 #include <memory>
 #include <memory_resource>
@@ -347,6 +348,9 @@ public:
     // The shutdown grace is over: closes the socket and cancels whatever the session awaits,
     // the Dispatcher's handler included (terminal cancellation).
     void force_close();
+    // The bytes this connection holds for reading requests: its read buffer's capacity and its
+    // parser state, if any (Server::read_buffer_bytes).
+    std::size_t reading_memory() const;
 
 private:
     enum class State { kIdle, kReading, kHandling, kWriting, kClosing };
@@ -412,6 +416,12 @@ private:
                     std::string_view user) const;
     // Ends the connection: stops the watchdog and closes the socket. Idempotent.
     void finish();
+
+    // Before the Dispatcher's handle(), which may wait for minutes (a /sync long-poll): frees
+    // the read buffer's spare capacity, keeping the bytes already read (pipelined requests)
+    // in a block of their size, and the parser state (the Request holds copies of all it
+    // needs). The next read allocates again.
+    void release_reading_memory();
     // The TCP socket under the stream (the stream itself for plain HTTP).
     tcp::socket& socket() {
 #if MYELIN_HTTP_SERVER_TLS
@@ -428,14 +438,20 @@ private:
     beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
     std::string head_;           // the response head being written; reused across requests
     Exchange exchange_;          // the request being served; reused across requests
-    // Backing store of the request parser's header fields; larger headers spill to the heap.
-    std::array<std::byte, 2048> fields_buffer_;
-    std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(), fields_buffer_.size()};
-    // The current request's parser (its fields live in fields_arena_, so it is declared after
-    // it: destroyed first).
     using RequestParser =
         bhttp::request_parser<bhttp::string_body, std::pmr::polymorphic_allocator<char>>;
-    std::optional<RequestParser> parser_;
+    // What Beast's parser needs, allocated only for requests the fast reader declines: most
+    // connections never need it, and it is ~2.5 KiB.
+    struct ParserState {
+        // Backing store of the parser's header fields; larger headers spill to the heap.
+        std::array<std::byte, 2048> fields_buffer;
+        std::pmr::monotonic_buffer_resource fields_arena{fields_buffer.data(),
+                                                         fields_buffer.size()};
+        // The current request's parser (its fields live in fields_arena, so it is declared
+        // after it: destroyed first).
+        std::optional<RequestParser> parser;
+    };
+    std::unique_ptr<ParserState> parser_state_;  // null until a request needs Beast's parser
     std::string remote_ip_;
     // Bound to the session's co_spawn; shared with its completion handler, which must keep the
     // signal alive while the coroutine can still be cancelled.
@@ -475,6 +491,8 @@ public:
     asio::io_context& context() { return ioc_; }
     void add(Connection* connection, bool admitted);
     void remove(Connection* connection, bool admitted);
+    // The sum of the connections' reading_memory() (on the worker's thread).
+    std::size_t reading_memory() const;
 
 private:
     asio::awaitable<void> accept_loop();
@@ -560,6 +578,15 @@ void Connection::finish() {
     timer_.cancel();
     error_code ec;
     socket().close(ec);
+}
+
+std::size_t Connection::reading_memory() const {
+    return buffer_.capacity() + (parser_state_ ? sizeof(ParserState) : 0);
+}
+
+void Connection::release_reading_memory() {
+    buffer_.shrink_to_fit();  // keeps exactly the unread bytes (none: frees the buffer)
+    parser_state_.reset();
 }
 
 void Connection::set_deadline(Clock::duration timeout) {
@@ -693,11 +720,13 @@ asio::awaitable<bool> Connection::serve_one() {
         // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
         // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
         // malloc and a free per request.
-        parser_.reset();  // before its arena is released
-        fields_arena_.release();
-        RequestParser& parser =
-            parser_.emplace(std::piecewise_construct, std::make_tuple(),
-                            std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_)));
+        if (!parser_state_) parser_state_ = std::make_unique<ParserState>();
+        ParserState& state = *parser_state_;
+        state.parser.reset();  // before its arena is released
+        state.fields_arena.release();
+        RequestParser& parser = state.parser.emplace(
+            std::piecewise_construct, std::make_tuple(),
+            std::make_tuple(std::pmr::polymorphic_allocator<char>(&state.fields_arena)));
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
             limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
         // No body limit while the header is read: the route's limit is known only once the path is,
@@ -793,6 +822,7 @@ asio::awaitable<bool> Connection::serve_one() {
     try {
         response = shared_.dispatcher.handle_now(request);
         if (!response) {
+            release_reading_memory();
             auto handle_op = shared_.dispatcher.handle(request);
             response = co_await std::move(handle_op);
         }
@@ -827,9 +857,9 @@ Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
     buffer_.consume(simple->header_bytes);
     // A parser left from an earlier request that Beast read is not needed any more: release it
     // and its fields (which may have spilled to the heap), as the next Beast read would.
-    if (parser_) {
-        parser_.reset();
-        fields_arena_.release();
+    if (parser_state_ && parser_state_->parser) {
+        parser_state_->parser.reset();
+        parser_state_->fields_arena.release();
     }
     if (!parse_target(request)) return SimpleHeadRead::kBadTarget;
     return SimpleHeadRead::kRead;
@@ -952,6 +982,8 @@ asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeo
         buffers[1] += n - from_head;
     }
     if (log_access) access_log(exchange, status, body_bytes, response.log_user);
+    // Written: an idle keep-alive connection does not keep its last answer.
+    exchange.response.reset();
     co_return !ec && !timed_out_ && keep_alive;
 }
 
@@ -1180,6 +1212,12 @@ void Worker::remove(Connection* connection, bool admitted) {
     if (stopping_ && connections_.empty() && !destroying_) shutdown_timer_.cancel();
 }
 
+std::size_t Worker::reading_memory() const {
+    std::size_t total = 0;
+    for (const Connection* c : connections_) total += c->reading_memory();
+    return total;
+}
+
 std::vector<std::shared_ptr<Connection>> Worker::snapshot() {
     // Closing sockets never runs handlers inline, but copying first keeps the iteration safe
     // against any unregistering while it runs.
@@ -1230,6 +1268,7 @@ struct Core final : detail::ServerCore {
         return shared.open_connections.load(std::memory_order_relaxed);
     }
     Result<void> set_tls_context(std::shared_ptr<TlsContext> context) override;
+    std::size_t read_buffer_bytes() override;
 
     Shared shared;
     std::atomic<std::uint16_t> port{0};
@@ -1298,6 +1337,31 @@ void Core::wait() {
     for (auto& thread : joining) thread.join();
 }
 
+std::size_t Core::read_buffer_bytes() {
+    std::vector<Worker*> running;
+    {
+        std::lock_guard lock(mutex);
+        if (!started || stop_requested) return 0;
+        for (auto& worker : workers) running.push_back(worker.get());
+    }
+    std::size_t total = 0;
+    for (Worker* worker : running) {
+        // Shared: a worker that stops before running the count destroys it, and never the
+        // answer's storage under it.
+        auto answer = std::make_shared<std::promise<std::size_t>>();
+        auto counted = answer->get_future();
+        asio::post(worker->context(),
+                   [worker, answer] { answer->set_value(worker->reading_memory()); });
+        if (counted.wait_for(std::chrono::seconds(5)) != std::future_status::ready) continue;
+        try {
+            total += counted.get();
+        } catch (const std::future_error&) {
+            // The worker stopped first: its connections are gone.
+        }
+    }
+    return total;
+}
+
 Result<void> Core::set_tls_context(std::shared_ptr<TlsContext> context) {
     if (!kTls) return errors::internal("this HTTP listener was started without TLS");
     if (!context) return errors::internal("no TLS context given");
@@ -1338,6 +1402,8 @@ void Server::stop() { impl_->stop(); }
 void Server::wait() { impl_->wait(); }
 
 std::size_t Server::open_connections() const { return impl_->open_connections(); }
+
+std::size_t Server::read_buffer_bytes() { return impl_->read_buffer_bytes(); }
 
 Result<void> Server::set_tls_context(std::shared_ptr<TlsContext> context) {
     return impl_->set_tls_context(std::move(context));

@@ -90,6 +90,10 @@ public:
     void wait();
     // Connections open right now.
     std::size_t open_connections() const;
+    // The memory the connections hold right now for reading requests: their read buffers'
+    // capacity and header parsers (for tests and diagnostics). Counted on each network thread,
+    // so it blocks until each has answered (up to 5 s each); 0 before start() and after stop().
+    std::size_t read_buffer_bytes();
     // TLS servers only: connections accepted from now on use `context`; open ones keep the one
     // they were accepted with. Thread-safe (called from the signal thread on SIGHUP). Fails on
     // a plain-HTTP server or a null context.
