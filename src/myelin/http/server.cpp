@@ -386,6 +386,10 @@ private:
     // kBadTarget when parse_target() refused its target. Not a coroutine, so that the head's
     // views never sit in serve_one()'s frame.
     SimpleHeadRead read_simple_head(Exchange& exchange);
+    // Reads the request's head and body into exchange with Beast's parser (the head's first
+    // bytes in buffer_, more from the socket as needed): nullopt when the request is read,
+    // otherwise serve_one()'s result (a refused or failed read, answered when an answer is due).
+    asio::awaitable<std::optional<bool>> read_with_beast(Exchange& exchange);
     // Points exchange.request's header views (Authorization, Content-Type, X-Forwarded-For,
     // User-Agent) into `message`, in one pass over its fields.
     template <typename Message>
@@ -715,105 +719,11 @@ asio::awaitable<bool> Connection::serve_one() {
                                             exchange);
     }
     if (simple == SimpleHeadRead::kDeclined) {
-        // The parser's header fields come from a per-connection arena, released per request: Beast
-        // would otherwise allocate (and free) once per header line.
-        // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
-        // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
-        // malloc and a free per request.
-        if (!parser_state_) parser_state_ = std::make_unique<ParserState>();
-        ParserState& state = *parser_state_;
-        state.parser.reset();  // before its arena is released
-        state.fields_arena.release();
-        RequestParser& parser = state.parser.emplace(
-            std::piecewise_construct, std::make_tuple(),
-            std::make_tuple(std::pmr::polymorphic_allocator<char>(&state.fields_arena)));
-        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
-            limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-        // No body limit while the header is read: the route's limit is known only once the path is,
-        // and Beast would otherwise check Content-Length against its 1 MiB default.
-        parser.body_limit(boost::none);
-        {
-            // The header is parsed from buffer_ by hand rather than through async_read_header:
-            // serve() has usually read the whole request already, and Beast's composed read would
-            // then complete "immediately", which costs a post through the scheduler and two
-            // composed-operation layers per request. The socket is read only when bytes are
-            // missing.
-            std::size_t header_bytes = 0;  // consumed so far, across reads
-            error_code ec;
-            while (!parser.is_header_done()) {
-                if (buffer_.size() > 0) {
-                    const std::size_t used = parser.put(buffer_.data(), ec);
-                    buffer_.consume(used);
-                    header_bytes += used;
-                    if (ec == bhttp::error::need_more || (!ec && used == 0)) {
-                        ec = {};  // the header is incomplete: read more below
-                    } else if (ec) {
-                        break;
-                    } else {
-                        continue;  // header done, or more of it parsed: look again
-                    }
-                }
-                auto [read_ec, n] =
-                    co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
-                if (read_ec == asio::error::eof) {
-                    parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
-                    if (!ec) ec = bhttp::error::partial_message;
-                    break;
-                }
-                if (read_ec || timed_out_) {
-                    ec = read_ec;
-                    break;
-                }
-                buffer_.commit(n);
-            }
-            if (ec || timed_out_) {
-                co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
-            }
-            // Beast applies header_limit to each buffer it is handed, so whether it fires depends
-            // on how the bytes arrived; the whole header's size does not.
-            if (header_bytes > limits.max_header_bytes) {
-                co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
-            }
-        }
-
-        auto& message = parser.get();
-        exchange.version = message.version();
-        exchange.keep_alive = parser.keep_alive();
-        exchange.head = message.method() == bhttp::verb::head;
-        request.method = to_method(message.method());
-        request.method_text = std::string_view(message.method_string());
-        request.target = std::string_view(message.target());
-        if (!parse_target(request)) {
-            co_return co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target",
-                                                exchange);
-        }
-        read_fields(message, exchange);
-
-        if (!parser.is_done()) {
-            // A body follows: its limit is the route's (asked only now: bodiless requests, most of
-            // them, skip the extra route lookup).
-            const std::optional<std::size_t> body_limit = route_body_limit(request);
-            if (!body_limit) {
-                exchange.response = internal_error(request.request_id);
-                co_return co_await answer_and_close(exchange);
-            }
-            if (auto length = parser.content_length(); length && *length > *body_limit) {
-                // Refused before a byte of the body is read (and before any 100 Continue).
-                co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large",
-                                                    exchange);
-            }
-            parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
-            if (exchange.version == 11 &&
-                beast::iequals(message[bhttp::field::expect], "100-continue")) {
-                static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-                auto [ec, n] = co_await asio::async_write(
-                    stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
-                if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
-            }
-            auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
-            if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
-        }
-        request.body = std::move(message.body());
+        // In a coroutine of its own: its locals are not in this frame, which a request waiting in
+        // handle() (a /sync long-poll) keeps.
+        auto reading = read_with_beast(exchange);
+        const std::optional<bool> ended = co_await std::move(reading);
+        if (ended) co_return *ended;
     }
 
     state_ = State::kHandling;
@@ -833,6 +743,114 @@ asio::awaitable<bool> Connection::serve_one() {
     }
     if (!response) response = internal_error(request.request_id);
     co_return co_await send(exchange, limits.write_timeout, true);
+}
+
+asio::awaitable<std::optional<bool>> Connection::read_with_beast(Exchange& exchange) {
+    const ServerLimits& limits = shared_.options.limits;
+    Request& request = exchange.request;
+    // The parser's header fields come from a per-connection arena, released per request: Beast
+    // would otherwise allocate (and free) once per header line.
+    // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
+    // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
+    // malloc and a free per request.
+    if (!parser_state_) parser_state_ = std::make_unique<ParserState>();
+    ParserState& state = *parser_state_;
+    state.parser.reset();  // before its arena is released
+    state.fields_arena.release();
+    RequestParser& parser = state.parser.emplace(
+        std::piecewise_construct, std::make_tuple(),
+        std::make_tuple(std::pmr::polymorphic_allocator<char>(&state.fields_arena)));
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    // No body limit while the header is read: the route's limit is known only once the path is,
+    // and Beast would otherwise check Content-Length against its 1 MiB default.
+    parser.body_limit(boost::none);
+    {
+        // The header is parsed from buffer_ by hand rather than through async_read_header:
+        // serve() has usually read the whole request already, and Beast's composed read would
+        // then complete "immediately", which costs a post through the scheduler and two
+        // composed-operation layers per request. The socket is read only when bytes are
+        // missing.
+        std::size_t header_bytes = 0;  // consumed so far, across reads
+        error_code ec;
+        while (!parser.is_header_done()) {
+            if (buffer_.size() > 0) {
+                const std::size_t used = parser.put(buffer_.data(), ec);
+                buffer_.consume(used);
+                header_bytes += used;
+                if (ec == bhttp::error::need_more || (!ec && used == 0)) {
+                    ec = {};  // the header is incomplete: read more below
+                } else if (ec) {
+                    break;
+                } else {
+                    continue;  // header done, or more of it parsed: look again
+                }
+            }
+            auto [read_ec, n] =
+                co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+            if (read_ec == asio::error::eof) {
+                parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
+                if (!ec) ec = bhttp::error::partial_message;
+                break;
+            }
+            if (read_ec || timed_out_) {
+                ec = read_ec;
+                break;
+            }
+            buffer_.commit(n);
+        }
+        if (ec || timed_out_) {
+            co_return std::optional<bool>(
+                co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange));
+        }
+        // Beast applies header_limit to each buffer it is handed, so whether it fires depends
+        // on how the bytes arrived; the whole header's size does not.
+        if (header_bytes > limits.max_header_bytes) {
+            co_return std::optional<bool>(
+                co_await fail_read(bhttp::error::header_limit, true, exchange));
+        }
+    }
+
+    auto& message = parser.get();
+    exchange.version = message.version();
+    exchange.keep_alive = parser.keep_alive();
+    exchange.head = message.method() == bhttp::verb::head;
+    request.method = to_method(message.method());
+    request.method_text = std::string_view(message.method_string());
+    request.target = std::string_view(message.target());
+    if (!parse_target(request)) {
+        co_return std::optional<bool>(
+            co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target", exchange));
+    }
+    read_fields(message, exchange);
+
+    if (!parser.is_done()) {
+        // A body follows: its limit is the route's (asked only now: bodiless requests, most of
+        // them, skip the extra route lookup).
+        const std::optional<std::size_t> body_limit = route_body_limit(request);
+        if (!body_limit) {
+            exchange.response = internal_error(request.request_id);
+            co_return std::optional<bool>(co_await answer_and_close(exchange));
+        }
+        if (auto length = parser.content_length(); length && *length > *body_limit) {
+            // Refused before a byte of the body is read (and before any 100 Continue).
+            co_return std::optional<bool>(
+                co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large", exchange));
+        }
+        parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
+        if (exchange.version == 11 &&
+            beast::iequals(message[bhttp::field::expect], "100-continue")) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            auto [ec, n] = co_await asio::async_write(
+                stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+            if (ec || timed_out_)
+                co_return std::optional<bool>(co_await fail_read(ec, true, exchange));
+        }
+        auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
+        if (ec || timed_out_) co_return std::optional<bool>(co_await fail_read(ec, true, exchange));
+    }
+    request.body = std::move(message.body());
+    co_return std::nullopt;
 }
 
 Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
