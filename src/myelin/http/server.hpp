@@ -4,7 +4,9 @@
 // with its own SO_REUSEPORT acceptor. It reads requests within the configured limits, asks the
 // Dispatcher for the route's body limit, hands the complete Request to the Dispatcher, adds CORS
 // and X-Request-Id to every response, writes one access-log line per request, and keeps the
-// connection alive while the client wants. With ServerOptions::tls it speaks HTTPS instead
+// connection alive while the client wants (while the Dispatcher's handle() runs, which may be
+// minutes for a /sync long-poll, a connection holds no read buffer nor parser: only the bytes of
+// pipelined requests it already read). With ServerOptions::tls it speaks HTTPS instead
 // (TLS 1.2+, see tls_context.hpp), from a separate build of the same code, so the plain-HTTP
 // path does no TLS work at all. start(), stop() and wait() are called from the main thread.
 
