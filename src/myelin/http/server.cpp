@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <future>
 #include <limits>
 #include <memory>
 #include <memory_resource>
@@ -347,6 +348,9 @@ public:
     // The shutdown grace is over: closes the socket and cancels whatever the session awaits,
     // the Dispatcher's handler included (terminal cancellation).
     void force_close();
+    // The bytes this connection holds for reading requests: its read buffer's capacity and its
+    // parser state, if any (Server::read_buffer_bytes).
+    std::size_t reading_memory() const;
 
 private:
     enum class State { kIdle, kReading, kHandling, kWriting, kClosing };
@@ -382,6 +386,10 @@ private:
     // kBadTarget when parse_target() refused its target. Not a coroutine, so that the head's
     // views never sit in serve_one()'s frame.
     SimpleHeadRead read_simple_head(Exchange& exchange);
+    // Reads the request's head and body into exchange with Beast's parser (the head's first
+    // bytes in buffer_, more from the socket as needed): nullopt when the request is read,
+    // otherwise serve_one()'s result (a refused or failed read, answered when an answer is due).
+    asio::awaitable<std::optional<bool>> read_with_beast(Exchange& exchange);
     // Points exchange.request's header views (Authorization, Content-Type, X-Forwarded-For,
     // User-Agent) into `message`, in one pass over its fields.
     template <typename Message>
@@ -412,6 +420,12 @@ private:
                     std::string_view user) const;
     // Ends the connection: stops the watchdog and closes the socket. Idempotent.
     void finish();
+
+    // Before the Dispatcher's handle(), which may wait for minutes (a /sync long-poll): frees
+    // the read buffer's spare capacity, keeping the bytes already read (pipelined requests)
+    // in a block of their size, and the parser state (the Request holds copies of all it
+    // needs). The next read allocates again.
+    void release_reading_memory();
     // The TCP socket under the stream (the stream itself for plain HTTP).
     tcp::socket& socket() {
 #if MYELIN_HTTP_SERVER_TLS
@@ -428,14 +442,20 @@ private:
     beast::flat_buffer buffer_;  // persists across requests (pipelined bytes stay in it)
     std::string head_;           // the response head being written; reused across requests
     Exchange exchange_;          // the request being served; reused across requests
-    // Backing store of the request parser's header fields; larger headers spill to the heap.
-    std::array<std::byte, 2048> fields_buffer_;
-    std::pmr::monotonic_buffer_resource fields_arena_{fields_buffer_.data(), fields_buffer_.size()};
-    // The current request's parser (its fields live in fields_arena_, so it is declared after
-    // it: destroyed first).
     using RequestParser =
         bhttp::request_parser<bhttp::string_body, std::pmr::polymorphic_allocator<char>>;
-    std::optional<RequestParser> parser_;
+    // What Beast's parser needs, allocated only for requests the fast reader declines: most
+    // connections never need it, and it is ~2.5 KiB.
+    struct ParserState {
+        // Backing store of the parser's header fields; larger headers spill to the heap.
+        std::array<std::byte, 2048> fields_buffer;
+        std::pmr::monotonic_buffer_resource fields_arena{fields_buffer.data(),
+                                                         fields_buffer.size()};
+        // The current request's parser (its fields live in fields_arena, so it is declared
+        // after it: destroyed first).
+        std::optional<RequestParser> parser;
+    };
+    std::unique_ptr<ParserState> parser_state_;  // null until a request needs Beast's parser
     std::string remote_ip_;
     // Bound to the session's co_spawn; shared with its completion handler, which must keep the
     // signal alive while the coroutine can still be cancelled.
@@ -475,6 +495,8 @@ public:
     asio::io_context& context() { return ioc_; }
     void add(Connection* connection, bool admitted);
     void remove(Connection* connection, bool admitted);
+    // The sum of the connections' reading_memory() (on the worker's thread).
+    std::size_t reading_memory() const;
 
 private:
     asio::awaitable<void> accept_loop();
@@ -560,6 +582,15 @@ void Connection::finish() {
     timer_.cancel();
     error_code ec;
     socket().close(ec);
+}
+
+std::size_t Connection::reading_memory() const {
+    return buffer_.capacity() + (parser_state_ ? sizeof(ParserState) : 0);
+}
+
+void Connection::release_reading_memory() {
+    buffer_.shrink_to_fit();  // keeps exactly the unread bytes (none: frees the buffer)
+    parser_state_.reset();
 }
 
 void Connection::set_deadline(Clock::duration timeout) {
@@ -688,103 +719,11 @@ asio::awaitable<bool> Connection::serve_one() {
                                             exchange);
     }
     if (simple == SimpleHeadRead::kDeclined) {
-        // The parser's header fields come from a per-connection arena, released per request: Beast
-        // would otherwise allocate (and free) once per header line.
-        // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
-        // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
-        // malloc and a free per request.
-        parser_.reset();  // before its arena is released
-        fields_arena_.release();
-        RequestParser& parser =
-            parser_.emplace(std::piecewise_construct, std::make_tuple(),
-                            std::make_tuple(std::pmr::polymorphic_allocator<char>(&fields_arena_)));
-        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
-            limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-        // No body limit while the header is read: the route's limit is known only once the path is,
-        // and Beast would otherwise check Content-Length against its 1 MiB default.
-        parser.body_limit(boost::none);
-        {
-            // The header is parsed from buffer_ by hand rather than through async_read_header:
-            // serve() has usually read the whole request already, and Beast's composed read would
-            // then complete "immediately", which costs a post through the scheduler and two
-            // composed-operation layers per request. The socket is read only when bytes are
-            // missing.
-            std::size_t header_bytes = 0;  // consumed so far, across reads
-            error_code ec;
-            while (!parser.is_header_done()) {
-                if (buffer_.size() > 0) {
-                    const std::size_t used = parser.put(buffer_.data(), ec);
-                    buffer_.consume(used);
-                    header_bytes += used;
-                    if (ec == bhttp::error::need_more || (!ec && used == 0)) {
-                        ec = {};  // the header is incomplete: read more below
-                    } else if (ec) {
-                        break;
-                    } else {
-                        continue;  // header done, or more of it parsed: look again
-                    }
-                }
-                auto [read_ec, n] =
-                    co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
-                if (read_ec == asio::error::eof) {
-                    parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
-                    if (!ec) ec = bhttp::error::partial_message;
-                    break;
-                }
-                if (read_ec || timed_out_) {
-                    ec = read_ec;
-                    break;
-                }
-                buffer_.commit(n);
-            }
-            if (ec || timed_out_) {
-                co_return co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange);
-            }
-            // Beast applies header_limit to each buffer it is handed, so whether it fires depends
-            // on how the bytes arrived; the whole header's size does not.
-            if (header_bytes > limits.max_header_bytes) {
-                co_return co_await fail_read(bhttp::error::header_limit, true, exchange);
-            }
-        }
-
-        auto& message = parser.get();
-        exchange.version = message.version();
-        exchange.keep_alive = parser.keep_alive();
-        exchange.head = message.method() == bhttp::verb::head;
-        request.method = to_method(message.method());
-        request.method_text = std::string_view(message.method_string());
-        request.target = std::string_view(message.target());
-        if (!parse_target(request)) {
-            co_return co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target",
-                                                exchange);
-        }
-        read_fields(message, exchange);
-
-        if (!parser.is_done()) {
-            // A body follows: its limit is the route's (asked only now: bodiless requests, most of
-            // them, skip the extra route lookup).
-            const std::optional<std::size_t> body_limit = route_body_limit(request);
-            if (!body_limit) {
-                exchange.response = internal_error(request.request_id);
-                co_return co_await answer_and_close(exchange);
-            }
-            if (auto length = parser.content_length(); length && *length > *body_limit) {
-                // Refused before a byte of the body is read (and before any 100 Continue).
-                co_return co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large",
-                                                    exchange);
-            }
-            parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
-            if (exchange.version == 11 &&
-                beast::iequals(message[bhttp::field::expect], "100-continue")) {
-                static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-                auto [ec, n] = co_await asio::async_write(
-                    stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
-                if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
-            }
-            auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
-            if (ec || timed_out_) co_return co_await fail_read(ec, true, exchange);
-        }
-        request.body = std::move(message.body());
+        // In a coroutine of its own: its locals are not in this frame, which a request waiting in
+        // handle() (a /sync long-poll) keeps.
+        auto reading = read_with_beast(exchange);
+        const std::optional<bool> ended = co_await std::move(reading);
+        if (ended) co_return *ended;
     }
 
     state_ = State::kHandling;
@@ -793,6 +732,7 @@ asio::awaitable<bool> Connection::serve_one() {
     try {
         response = shared_.dispatcher.handle_now(request);
         if (!response) {
+            release_reading_memory();
             auto handle_op = shared_.dispatcher.handle(request);
             response = co_await std::move(handle_op);
         }
@@ -803,6 +743,114 @@ asio::awaitable<bool> Connection::serve_one() {
     }
     if (!response) response = internal_error(request.request_id);
     co_return co_await send(exchange, limits.write_timeout, true);
+}
+
+asio::awaitable<std::optional<bool>> Connection::read_with_beast(Exchange& exchange) {
+    const ServerLimits& limits = shared_.options.limits;
+    Request& request = exchange.request;
+    // The parser's header fields come from a per-connection arena, released per request: Beast
+    // would otherwise allocate (and free) once per header line.
+    // The parser lives in the connection, not in this coroutine's frame: Asio recycles frames
+    // of at most ~1 KiB per thread, and one holding a parser is larger, so it would cost a
+    // malloc and a free per request.
+    if (!parser_state_) parser_state_ = std::make_unique<ParserState>();
+    ParserState& state = *parser_state_;
+    state.parser.reset();  // before its arena is released
+    state.fields_arena.release();
+    RequestParser& parser = state.parser.emplace(
+        std::piecewise_construct, std::make_tuple(),
+        std::make_tuple(std::pmr::polymorphic_allocator<char>(&state.fields_arena)));
+    parser.header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(limits.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    // No body limit while the header is read: the route's limit is known only once the path is,
+    // and Beast would otherwise check Content-Length against its 1 MiB default.
+    parser.body_limit(boost::none);
+    {
+        // The header is parsed from buffer_ by hand rather than through async_read_header:
+        // serve() has usually read the whole request already, and Beast's composed read would
+        // then complete "immediately", which costs a post through the scheduler and two
+        // composed-operation layers per request. The socket is read only when bytes are
+        // missing.
+        std::size_t header_bytes = 0;  // consumed so far, across reads
+        error_code ec;
+        while (!parser.is_header_done()) {
+            if (buffer_.size() > 0) {
+                const std::size_t used = parser.put(buffer_.data(), ec);
+                buffer_.consume(used);
+                header_bytes += used;
+                if (ec == bhttp::error::need_more || (!ec && used == 0)) {
+                    ec = {};  // the header is incomplete: read more below
+                } else if (ec) {
+                    break;
+                } else {
+                    continue;  // header done, or more of it parsed: look again
+                }
+            }
+            auto [read_ec, n] =
+                co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kUseTuple);
+            if (read_ec == asio::error::eof) {
+                parser.put_eof(ec);  // end_of_stream before any byte, else partial_message
+                if (!ec) ec = bhttp::error::partial_message;
+                break;
+            }
+            if (read_ec || timed_out_) {
+                ec = read_ec;
+                break;
+            }
+            buffer_.commit(n);
+        }
+        if (ec || timed_out_) {
+            co_return std::optional<bool>(
+                co_await fail_read(ec, parser.got_some() || buffer_.size() > 0, exchange));
+        }
+        // Beast applies header_limit to each buffer it is handed, so whether it fires depends
+        // on how the bytes arrived; the whole header's size does not.
+        if (header_bytes > limits.max_header_bytes) {
+            co_return std::optional<bool>(
+                co_await fail_read(bhttp::error::header_limit, true, exchange));
+        }
+    }
+
+    auto& message = parser.get();
+    exchange.version = message.version();
+    exchange.keep_alive = parser.keep_alive();
+    exchange.head = message.method() == bhttp::verb::head;
+    request.method = to_method(message.method());
+    request.method_text = std::string_view(message.method_string());
+    request.target = std::string_view(message.target());
+    if (!parse_target(request)) {
+        co_return std::optional<bool>(
+            co_await refuse_and_close(400, "M_UNRECOGNIZED", "Invalid request target", exchange));
+    }
+    read_fields(message, exchange);
+
+    if (!parser.is_done()) {
+        // A body follows: its limit is the route's (asked only now: bodiless requests, most of
+        // them, skip the extra route lookup).
+        const std::optional<std::size_t> body_limit = route_body_limit(request);
+        if (!body_limit) {
+            exchange.response = internal_error(request.request_id);
+            co_return std::optional<bool>(co_await answer_and_close(exchange));
+        }
+        if (auto length = parser.content_length(); length && *length > *body_limit) {
+            // Refused before a byte of the body is read (and before any 100 Continue).
+            co_return std::optional<bool>(
+                co_await refuse_and_close(413, "M_TOO_LARGE", "Request body too large", exchange));
+        }
+        parser.body_limit(static_cast<std::uint64_t>(*body_limit));  // per chunk if chunked
+        if (exchange.version == 11 &&
+            beast::iequals(message[bhttp::field::expect], "100-continue")) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            auto [ec, n] = co_await asio::async_write(
+                stream_, asio::buffer(kContinue.data(), kContinue.size()), kUseTuple);
+            if (ec || timed_out_)
+                co_return std::optional<bool>(co_await fail_read(ec, true, exchange));
+        }
+        auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, kUseTuple);
+        if (ec || timed_out_) co_return std::optional<bool>(co_await fail_read(ec, true, exchange));
+    }
+    request.body = std::move(message.body());
+    co_return std::nullopt;
 }
 
 Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
@@ -827,9 +875,9 @@ Connection::SimpleHeadRead Connection::read_simple_head(Exchange& exchange) {
     buffer_.consume(simple->header_bytes);
     // A parser left from an earlier request that Beast read is not needed any more: release it
     // and its fields (which may have spilled to the heap), as the next Beast read would.
-    if (parser_) {
-        parser_.reset();
-        fields_arena_.release();
+    if (parser_state_ && parser_state_->parser) {
+        parser_state_->parser.reset();
+        parser_state_->fields_arena.release();
     }
     if (!parse_target(request)) return SimpleHeadRead::kBadTarget;
     return SimpleHeadRead::kRead;
@@ -952,6 +1000,8 @@ asio::awaitable<bool> Connection::send(Exchange& exchange, Clock::duration timeo
         buffers[1] += n - from_head;
     }
     if (log_access) access_log(exchange, status, body_bytes, response.log_user);
+    // Written: an idle keep-alive connection does not keep its last answer.
+    exchange.response.reset();
     co_return !ec && !timed_out_ && keep_alive;
 }
 
@@ -1180,6 +1230,12 @@ void Worker::remove(Connection* connection, bool admitted) {
     if (stopping_ && connections_.empty() && !destroying_) shutdown_timer_.cancel();
 }
 
+std::size_t Worker::reading_memory() const {
+    std::size_t total = 0;
+    for (const Connection* c : connections_) total += c->reading_memory();
+    return total;
+}
+
 std::vector<std::shared_ptr<Connection>> Worker::snapshot() {
     // Closing sockets never runs handlers inline, but copying first keeps the iteration safe
     // against any unregistering while it runs.
@@ -1230,6 +1286,7 @@ struct Core final : detail::ServerCore {
         return shared.open_connections.load(std::memory_order_relaxed);
     }
     Result<void> set_tls_context(std::shared_ptr<TlsContext> context) override;
+    std::size_t read_buffer_bytes() override;
 
     Shared shared;
     std::atomic<std::uint16_t> port{0};
@@ -1298,6 +1355,31 @@ void Core::wait() {
     for (auto& thread : joining) thread.join();
 }
 
+std::size_t Core::read_buffer_bytes() {
+    std::vector<Worker*> running;
+    {
+        std::lock_guard lock(mutex);
+        if (!started || stop_requested) return 0;
+        for (auto& worker : workers) running.push_back(worker.get());
+    }
+    std::size_t total = 0;
+    for (Worker* worker : running) {
+        // Shared: a worker that stops before running the count destroys it, and never the
+        // answer's storage under it.
+        auto answer = std::make_shared<std::promise<std::size_t>>();
+        auto counted = answer->get_future();
+        asio::post(worker->context(),
+                   [worker, answer] { answer->set_value(worker->reading_memory()); });
+        if (counted.wait_for(std::chrono::seconds(5)) != std::future_status::ready) continue;
+        try {
+            total += counted.get();
+        } catch (const std::future_error&) {
+            // The worker stopped first: its connections are gone.
+        }
+    }
+    return total;
+}
+
 Result<void> Core::set_tls_context(std::shared_ptr<TlsContext> context) {
     if (!kTls) return errors::internal("this HTTP listener was started without TLS");
     if (!context) return errors::internal("no TLS context given");
@@ -1338,6 +1420,8 @@ void Server::stop() { impl_->stop(); }
 void Server::wait() { impl_->wait(); }
 
 std::size_t Server::open_connections() const { return impl_->open_connections(); }
+
+std::size_t Server::read_buffer_bytes() { return impl_->read_buffer_bytes(); }
 
 Result<void> Server::set_tls_context(std::shared_ptr<TlsContext> context) {
     return impl_->set_tls_context(std::move(context));

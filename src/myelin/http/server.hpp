@@ -4,7 +4,9 @@
 // with its own SO_REUSEPORT acceptor. It reads requests within the configured limits, asks the
 // Dispatcher for the route's body limit, hands the complete Request to the Dispatcher, adds CORS
 // and X-Request-Id to every response, writes one access-log line per request, and keeps the
-// connection alive while the client wants. With ServerOptions::tls it speaks HTTPS instead
+// connection alive while the client wants (while the Dispatcher's handle() runs, which may be
+// minutes for a /sync long-poll, a connection holds no read buffer nor parser: only the bytes of
+// pipelined requests it already read). With ServerOptions::tls it speaks HTTPS instead
 // (TLS 1.2+, see tls_context.hpp), from a separate build of the same code, so the plain-HTTP
 // path does no TLS work at all. start(), stop() and wait() are called from the main thread.
 
@@ -90,6 +92,10 @@ public:
     void wait();
     // Connections open right now.
     std::size_t open_connections() const;
+    // The memory the connections hold right now for reading requests: their read buffers'
+    // capacity and header parsers (for tests and diagnostics). Counted on each network thread,
+    // so it blocks until each has answered (up to 5 s each); 0 before start() and after stop().
+    std::size_t read_buffer_bytes();
     // TLS servers only: connections accepted from now on use `context`; open ones keep the one
     // they were accepted with. Thread-safe (called from the signal thread on SIGHUP). Fails on
     // a plain-HTTP server or a null context.

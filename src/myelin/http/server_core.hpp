@@ -23,6 +23,7 @@ public:
     virtual std::uint16_t port_number() const = 0;
     virtual std::size_t open_connections() const = 0;
     virtual Result<void> set_tls_context(std::shared_ptr<TlsContext> context) = 0;
+    virtual std::size_t read_buffer_bytes() = 0;
 };
 
 // A plain-HTTP server (options.tls is ignored).

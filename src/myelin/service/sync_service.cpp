@@ -646,6 +646,39 @@ Result<Batch> collect(storage::ReadTxn& txn, const Actor& actor, const SyncReque
     return Collector(txn, actor, request, filter, typing).run();
 }
 
+// One sync pass: a read job (collect) on a storage reader, then, when its answer is final, the
+// deletion of the to-device messages `since` acknowledges. nullopt when the pass found nothing
+// and `may_wait`: `request` then holds the resolved filter for the pass after the wait (the empty
+// answer, ~1 KiB of JSON, is freed here rather than kept through a wait of minutes). A coroutine
+// of its own so that its locals are not in the frame of a waiting sync().
+boost::asio::awaitable<Result<std::optional<object>>> run_pass(storage::Database& db,
+                                                               const Actor& actor,
+                                                               SyncRequest& request,
+                                                               const TypingService& typing,
+                                                               bool may_wait) {
+    auto job = [actor, request, &typing](storage::ReadTxn& txn) {
+        return collect(txn, actor, request, typing);
+    };
+    auto reading = storage::read<Batch>(db, std::move(job));
+    Result<Batch> batch = co_await std::move(reading);
+    if (!batch) co_return batch.error();
+    if (may_wait && !batch->has_updates) {
+        request.filter = std::move(batch->filter);
+        request.filter_id.reset();
+        co_return std::optional<object>();
+    }
+    if (batch->acknowledged_to_device) {
+        // Delivered: the client's `since` covers them. A failure only delays the deletion.
+        auto delete_job = [actor, through = request.since->to_device](storage::WriteTxn& txn) {
+            return txn.delete_to_device_through(actor.user_id, actor.device_id, through);
+        };
+        auto deleting = storage::write<std::int64_t>(db, std::move(delete_job));
+        auto deleted = co_await std::move(deleting);
+        (void)deleted;
+    }
+    co_return std::optional<object>(std::move(batch->body));
+}
+
 }  // namespace
 
 SyncFilter parse_sync_filter(const object& filter) {
@@ -671,41 +704,21 @@ SyncFilter parse_sync_filter(const object& filter) {
 boost::asio::awaitable<Result<object>> SyncService::sync(Actor actor, SyncRequest request) {
     // Read the wake counter before storage: a commit after the read raises it (no lost wake-up).
     const std::uint64_t counter = notifier_.counter(actor.user_id);
-    const TypingService& typing = typing_;
-    auto first_job = [actor, request, &typing](storage::ReadTxn& txn) {
-        return collect(txn, actor, request, typing);
-    };
-    auto first_read = storage::read<Batch>(db_, std::move(first_job));
-    Result<Batch> batch = co_await std::move(first_read);
-    if (!batch) co_return batch.error();
-
-    if (!batch->has_updates && request.since && request.timeout.count() > 0) {
-        // Only the resolved filter is needed from the empty first pass: its answer (~1 KiB of
-        // JSON) is freed before a wait that can last minutes (bench/sync_bench.py idle_polls).
-        request.filter = std::move(batch->filter);
-        request.filter_id.reset();
-        batch->body = object{};
+    // This frame is what a long-poll keeps while it waits (bench/sync_bench.py idle_polls):
+    // each read pass runs in a coroutine of its own (its job's copies of the actor and the
+    // request, the batch) that is gone before the wait.
+    const bool may_wait = request.since && request.timeout.count() > 0;
+    auto first_pass = run_pass(db_, actor, request, typing_, may_wait);
+    Result<std::optional<object>> pass = co_await std::move(first_pass);
+    if (!pass) co_return pass.error();
+    if (!*pass) {
         auto waiting = notifier_.wait(actor.user_id, counter, request.timeout);
         co_await std::move(waiting);
-        auto again_job = [actor, request, &typing](storage::ReadTxn& txn) {
-            return collect(txn, actor, request, typing);
-        };
-        auto again_read = storage::read<Batch>(db_, std::move(again_job));
-        Result<Batch> again = co_await std::move(again_read);
-        if (!again) co_return again.error();
-        batch = std::move(again);
+        auto second_pass = run_pass(db_, actor, request, typing_, false);
+        pass = co_await std::move(second_pass);
+        if (!pass) co_return pass.error();
     }
-
-    if (batch->acknowledged_to_device) {
-        // Delivered: the client's `since` covers them. A failure only delays the deletion.
-        auto delete_job = [actor, through = request.since->to_device](storage::WriteTxn& txn) {
-            return txn.delete_to_device_through(actor.user_id, actor.device_id, through);
-        };
-        auto deleting = storage::write<std::int64_t>(db_, std::move(delete_job));
-        auto deleted = co_await std::move(deleting);
-        (void)deleted;
-    }
-    co_return std::move(batch->body);
+    co_return std::move(**pass);
 }
 
 }  // namespace myelin::service

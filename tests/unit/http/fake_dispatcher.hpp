@@ -5,7 +5,8 @@
 //   /empty      handle_now answers 204, no body        /user       handle_now answers, sets
 //   log_user /missing    handle answers 404 M_UNRECOGNIZED      /throw      handle throws /slow
 //   handle waits 200 ms on a timer         /hang       handle waits 10 s on a timer /small body
-//   limit 1024 bytes                  anything else: handle echoes path + body size
+//   limit 1024 bytes                  /park       handle waits until release_parked is set
+//   anything else: handle echoes path + body size
 // Thread-safe like a real Dispatcher: counters are atomic, the last request is kept under a lock.
 
 #include <atomic>
@@ -63,6 +64,15 @@ public:
             ++slow_finished;
             co_return text("slow done");
         }
+        if (request.path == "/park") {
+            ++parked;
+            boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+            while (!release_parked) {
+                timer.expires_after(std::chrono::milliseconds(2));
+                co_await timer.async_wait(boost::asio::use_awaitable);  // throws when cancelled
+            }
+            co_return text("parked done");
+        }
         boost::json::object body;
         body["path"] = request.path;
         body["body_size"] = request.body.size();
@@ -78,6 +88,8 @@ public:
     std::atomic<int> handle_calls{0};
     std::atomic<int> slow_started{0};
     std::atomic<int> slow_finished{0};
+    std::atomic<int> parked{0};               // /park requests begun
+    std::atomic<bool> release_parked{false};  // lets every /park request answer
 
 private:
     static Response text(std::string body) {

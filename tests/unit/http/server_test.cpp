@@ -185,6 +185,55 @@ TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
     EXPECT_EQ(field(json_body(*second), "path"), "/echo");
 }
 
+// A request whose handler waits (a /sync long-poll) holds no read buffer nor parser meanwhile,
+// and its connection serves the next request afterwards.
+TEST_F(ServerTest, ParkedRequestHoldsNoReadingMemory) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    TestClient client(port());
+    ASSERT_TRUE(client.send(make_request("GET", "/park")));  // read by the fast head reader
+    ASSERT_TRUE(eventually([&] { return dispatcher_.parked == 1; }));
+    EXPECT_EQ(server_->read_buffer_bytes(), 0u);
+    dispatcher_.release_parked = true;
+    auto parked = client.read_reply();
+    ASSERT_TRUE(parked);
+    EXPECT_EQ(parked->body, "parked done");
+    EXPECT_GT(server_->read_buffer_bytes(), 0u);  // waiting for the next request: a buffer
+
+    dispatcher_.release_parked = false;
+    // Content-Length: Beast's parser reads this one.
+    ASSERT_TRUE(client.send(make_request("GET", "/park", {"Content-Length: 0"})));
+    ASSERT_TRUE(eventually([&] { return dispatcher_.parked == 2; }));
+    EXPECT_EQ(server_->read_buffer_bytes(), 0u);
+    dispatcher_.release_parked = true;
+    auto beast_parked = client.read_reply();
+    ASSERT_TRUE(beast_parked);
+    EXPECT_EQ(beast_parked->body, "parked done");
+    ASSERT_TRUE(client.send(make_request("GET", "/echo")));
+    auto next = client.read_reply();
+    ASSERT_TRUE(next);
+    EXPECT_EQ(field(json_body(*next), "path"), "/echo");
+}
+
+// Bytes read behind a waiting request (pipelined) stay, and only they, until it is answered.
+TEST_F(ServerTest, PipelinedBytesSurviveWhileARequestIsParked) {
+    ASSERT_NO_FATAL_FAILURE(start());
+    TestClient client(port());
+    const std::string second = make_request("GET", "/echo", {"Content-Length: 2"}, "hi");
+    const std::string third = make_request("GET", "/now");
+    ASSERT_TRUE(client.send(make_request("GET", "/park") + second + third));
+    ASSERT_TRUE(eventually([&] { return dispatcher_.parked == 1; }));
+    EXPECT_EQ(server_->read_buffer_bytes(), second.size() + third.size());
+    dispatcher_.release_parked = true;
+    auto first_reply = client.read_reply();
+    auto second_reply = client.read_reply();
+    auto third_reply = client.read_reply();
+    ASSERT_TRUE(first_reply && second_reply && third_reply);
+    EXPECT_EQ(first_reply->body, "parked done");
+    EXPECT_EQ(field(json_body(*second_reply), "path"), "/echo");
+    EXPECT_EQ(field(json_body(*second_reply), "body_size"), "2");
+    EXPECT_EQ(third_reply->body, "now");
+}
+
 TEST_F(ServerTest, ConnectionCloseIsHonoured) {
     ASSERT_NO_FATAL_FAILURE(start());
     TestClient client(port());

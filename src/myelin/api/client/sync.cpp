@@ -60,12 +60,22 @@ Result<service::SyncRequest> decode_sync(const RequestContext& ctx) {
     return r;
 }
 
-boost::asio::awaitable<Result<http::Response>> get_sync(Services& services, RequestContext& ctx) {
+boost::asio::awaitable<Result<boost::json::object>> sync_failed(Error error) { co_return error; }
+
+// The sync of the decoded request, or the decoding's error. Not a coroutine: the decoded request
+// and the actor go straight into SyncService::sync()'s frame rather than also staying in
+// get_sync()'s through a long-poll's wait.
+boost::asio::awaitable<Result<boost::json::object>> start_sync(Services& services,
+                                                               const RequestContext& ctx) {
     auto request = decode_sync(ctx);
-    if (!request) co_return request.error();
+    if (!request) return sync_failed(request.error());
     service::Actor actor{std::string(ctx.identity->user_id()),
                          std::string(ctx.identity->device_id())};
-    auto op = services.sync.sync(std::move(actor), std::move(*request));
+    return services.sync.sync(std::move(actor), std::move(*request));
+}
+
+boost::asio::awaitable<Result<http::Response>> get_sync(Services& services, RequestContext& ctx) {
+    auto op = start_sync(services, ctx);
     auto out = co_await std::move(op);
     if (!out) co_return out.error();
     co_return http::json_response(*out);
