@@ -44,7 +44,9 @@ def set_up(ctx, my, what):
     key = "access_token" if what == "whoami" else "refresh_token"
     tokens = ctx.tmp / "tokens.txt"
     tokens.write_text("".join(x[key] + "\n" for x in logins))
-    return {"MYELIN_TOKENS": str(tokens)}
+    # Each wrk run (warm-up, probe, measured) spends the refresh tokens it read: refresh.lua
+    # writes the live ones back for the next run, which would otherwise present spent ones.
+    return {"MYELIN_TOKENS": str(tokens), "MYELIN_TOKENS_OUT": str(tokens)}
 
 
 def main():

@@ -63,13 +63,29 @@ function response(status, headers, body)
    end
 end
 
+-- With $MYELIN_TOKENS_OUT set, the live refresh tokens left in the pools are written there at
+-- the end (one a line), so that a later run can go on rotating the same sessions: the tokens of
+-- the file read at the start are spent, and presenting one again is a reuse (403, session
+-- revoked). A token whose request was in flight when wrk stopped is lost with its session.
 extra_report = function(threads)
    local out = {no_token = 0, pool_empty = 0, rotated = 0, pool_left = 0}
+   local left = {}
    for _, t in ipairs(threads) do
       out.no_token = out.no_token + (t:get("no_token") or 0)
       out.pool_empty = out.pool_empty + (t:get("pool_empty") or 0)
       out.rotated = out.rotated + (t:get("rotated") or 0)
-      out.pool_left = out.pool_left + ((t:get("tail") or 0) - (t:get("head") or 1) + 1)
+      local first, last = t:get("head") or 1, t:get("tail") or 0
+      out.pool_left = out.pool_left + (last - first + 1)
+      local p = t:get("pool") or {}
+      for i = first, last do
+         if p[i] then left[#left + 1] = p[i] end
+      end
+   end
+   local path = os.getenv("MYELIN_TOKENS_OUT")
+   if path and #path > 0 then
+      local f = assert(io.open(path, "w"))
+      for _, token in ipairs(left) do f:write(token, "\n") end
+      f:close()
    end
    return out
 end
