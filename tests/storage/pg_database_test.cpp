@@ -38,17 +38,6 @@ using testing::make_user;
 using testing::PostgresTestDatabase;
 using testing::user_exists;
 
-// Settings for a connection of our own to the test database.
-pg::ConnectionSettings settings_for(const PostgresOptions& o) {
-    pg::ConnectionSettings settings;
-    settings.host = o.host;
-    settings.port = o.port;
-    settings.user = o.user;
-    settings.password = o.password;
-    settings.dbname = o.dbname;
-    return settings;
-}
-
 class PostgresDatabaseTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -101,7 +90,7 @@ TEST(PostgresConnection, SynchronousCommitFollowsTheSetting) {
     MYELIN_REQUIRE_POSTGRES();
     PostgresTestDatabase pgdb;
     for (bool on : {true, false}) {
-        pg::ConnectionSettings settings = settings_for(pgdb.options());
+        pg::ConnectionSettings settings = connection_settings(pgdb.options());
         settings.synchronous_commit = on;
         auto conn = pg::Connection::open(settings);
         ASSERT_TRUE(conn) << conn.error().message;
@@ -118,7 +107,7 @@ TEST(PostgresConnection, TextWithANulIsRefusedNotCutShort) {
     // libpq sends text parameters NUL-terminated: "a\0b" would arrive as "a".
     MYELIN_REQUIRE_POSTGRES();
     PostgresTestDatabase pgdb;
-    pg::ConnectionSettings settings = settings_for(pgdb.options());
+    pg::ConnectionSettings settings = connection_settings(pgdb.options());
     auto conn = pg::Connection::open(settings);
     ASSERT_TRUE(conn) << conn.error().message;
     const std::string with_nul("a\0b", 3);
@@ -252,7 +241,7 @@ TEST_F(PostgresDatabaseTest, AConnectionKilledMidJobFailsThatJobWith503ThenRecov
 TEST(PostgresConnection, ServerNoticesGoToTheApplicationLogNotRawToStderr) {
     MYELIN_REQUIRE_POSTGRES();
     PostgresTestDatabase pgdb;
-    pg::ConnectionSettings settings = settings_for(pgdb.options());
+    pg::ConnectionSettings settings = connection_settings(pgdb.options());
     auto conn = pg::Connection::open(settings);
     ASSERT_TRUE(conn) << conn.error().message;
 
@@ -488,7 +477,7 @@ TEST_F(PostgresDatabaseTest, AJobThatLostARaceOverACounterItDidNotNameQueuesForI
     auto db = open(options);
     ASSERT_TRUE(db);
     // Another process holds the device_lists queue (as a job naming it would).
-    pg::ConnectionSettings settings = settings_for(pgdb_->options());
+    pg::ConnectionSettings settings = connection_settings(pgdb_->options());
     auto queue_holder = pg::Connection::open(settings);
     ASSERT_TRUE(queue_holder) << queue_holder.error().message;
     // An open job that named nothing has bumped the counter...

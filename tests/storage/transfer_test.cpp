@@ -67,12 +67,7 @@ std::set<std::string> sqlite_table_names(const std::string& path) {
 }
 
 pg::ConnectionSettings settings_of(const PostgresOptions& o) {
-    pg::ConnectionSettings s;
-    s.host = o.host;
-    s.port = o.port;
-    s.user = o.user;
-    s.password = o.password;
-    s.dbname = o.dbname;
+    pg::ConnectionSettings s = connection_settings(o);
     s.application_name = "myelin-test-transfer";
     return s;
 }

@@ -52,19 +52,6 @@ static_assert(kAllSharedCounters == (1u << kSharedCounterLocks.size()) - 1,
 
 Error closed_error() { return errors::unavailable("The database is closed", 5); }
 
-pg::ConnectionSettings settings_of(const PostgresOptions& o) {
-    pg::ConnectionSettings s;
-    s.host = o.host;
-    s.port = o.port;
-    s.user = o.user;
-    s.password = o.password;
-    s.dbname = o.dbname;
-    s.application_name = o.application_name;
-    s.synchronous_commit = o.synchronous_commit;
-    s.connect_timeout_s = o.connect_timeout_s;
-    return s;
-}
-
 bool is_serialization_failure(std::string_view sqlstate) {
     return sqlstate == pg::kSerializationFailure || sqlstate == pg::kDeadlockDetected;
 }
@@ -86,7 +73,7 @@ struct Slot {
 class PgDatabase final : public Database {
 public:
     PgDatabase(PostgresOptions options, std::vector<std::unique_ptr<Connection>> connections)
-        : options_(std::move(options)), settings_(settings_of(options_)) {
+        : options_(std::move(options)), settings_(connection_settings(options_)) {
         for (auto& conn : connections) slots_.push_back(Slot{std::move(conn), {}});
     }
 
@@ -407,6 +394,19 @@ private:
 
 }  // namespace
 
+pg::ConnectionSettings connection_settings(const PostgresOptions& o) {
+    pg::ConnectionSettings s;
+    s.host = o.host;
+    s.port = o.port;
+    s.user = o.user;
+    s.password = o.password;
+    s.dbname = o.dbname;
+    s.application_name = o.application_name;
+    s.synchronous_commit = o.synchronous_commit;
+    s.connect_timeout_s = o.connect_timeout_s;
+    return s;
+}
+
 int postgres_schema_version() { return pg::latest_schema_version(); }
 
 Result<std::unique_ptr<Database>> open_postgres(const PostgresOptions& options) {
@@ -416,7 +416,7 @@ Result<std::unique_ptr<Database>> open_postgres(const PostgresOptions& options) 
             "and pool_timeout ({} ms) positive",
             options.pool_size, options.max_attempts, options.pool_timeout.count()));
     }
-    const pg::ConnectionSettings settings = settings_of(options);
+    const pg::ConnectionSettings settings = connection_settings(options);
     std::vector<std::unique_ptr<Connection>> connections;
     auto first = Connection::open(settings);
     if (!first) return first.error();

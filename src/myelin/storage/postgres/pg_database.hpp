@@ -21,6 +21,10 @@
 
 namespace myelin::storage {
 
+namespace pg {
+struct ConnectionSettings;  // pg_connection.hpp
+}  // namespace pg
+
 struct PostgresOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 5432;
@@ -53,6 +57,11 @@ struct PostgresOptions {
 // build ("database schema version 7 is newer than this myelin build supports (3); upgrade
 // myelin"). The caller owns the Database; destroying it closes it.
 [[nodiscard]] Result<std::unique_ptr<Database>> open_postgres(const PostgresOptions& options);
+
+// The settings of one connection to the database `options` name, as the pool's connections
+// are opened (user, password, application_name, synchronous_commit, connect timeout); for
+// connections of their own, e.g. a test's. Include pg_connection.hpp to use the result.
+pg::ConnectionSettings connection_settings(const PostgresOptions& options);
 
 // The schema version this build writes (the newest migration's number).
 int postgres_schema_version();
