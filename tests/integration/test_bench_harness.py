@@ -19,6 +19,7 @@ from client_helpers import login_ok, register_ok, show, unique_name
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
 sys.path.insert(0, str(BENCH))
+import run_bench as rb  # noqa: E402
 import target_bench  # noqa: E402
 import targets  # noqa: E402
 
@@ -270,8 +271,6 @@ def test_the_report_hides_the_password_and_the_registration_token():
 def test_refresh_load_hands_its_live_tokens_to_the_next_run(tmp_path, server):
     # bench/profile.py runs refresh.lua three times (warm-up, probe, measured) on one set of
     # sessions: each run must start from the tokens the previous one left, not spent ones.
-    import run_bench as rb
-
     user = register_ok(server, unique_name("lua"))
     tokens = tmp_path / "tokens.txt"
     lines = []
